@@ -1,0 +1,107 @@
+/**
+ * `llamats run <checkpoint> [options]`: llama2.c's `run` — same flags, defaults and output.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { InvalidArgumentError } from '../errors.js';
+import { chat } from '../generate/chat.js';
+import { checkPromptFits, checkTokenizer, generate, resolveSteps } from '../generate/generate.js';
+import { Sampler } from '../generate/sampler.js';
+import { loadModel } from '../model/load.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { formatFlags, parseArgs, type FlagSpec } from './args.js';
+
+export const RUN_FLAGS: readonly FlagSpec[] = [
+  { short: '-t', long: '--temperature', key: 'temperature', kind: 'float', placeholder: 'float', help: 'temperature in [0, inf); 0 = greedy (argmax)', default: '1.0' },
+  { short: '-p', long: '--top-p', key: 'topp', kind: 'float', placeholder: 'float', help: 'p value of top-p (nucleus) sampling in [0, 1]; 0 or 1 = off', default: '0.9' },
+  { short: '-s', long: '--seed', key: 'seed', kind: 'int', placeholder: 'int', help: 'random seed; 0 = the time', default: 'time' },
+  { short: '-n', long: '--steps', key: 'steps', kind: 'int', placeholder: 'int', help: 'number of steps (positions, prompt included); 0 = the context length', default: '256' },
+  { short: '-i', long: '--prompt', key: 'prompt', kind: 'string', placeholder: 'string', help: 'input prompt (in chat mode: the first user message)', default: 'none' },
+  { short: '-z', long: '--tokenizer', key: 'tokenizer', kind: 'string', placeholder: 'path', help: 'tokenizer file', default: 'tokenizer.bin beside the checkpoint, else in the current directory' },
+  { short: '-m', long: '--mode', key: 'mode', kind: 'string', placeholder: 'generate|chat', help: 'mode', default: 'generate' },
+  { short: '-y', long: '--system', key: 'system', kind: 'string', placeholder: 'string', help: 'system prompt in chat mode', default: 'asked on stdin' },
+  { long: '--verbose', key: 'verbose', kind: 'bool', help: 'on errors, print the chain of causes' },
+  { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
+];
+
+export const RUN_USAGE = `Usage:   llamats run <checkpoint> [options]
+Example: llamats run stories15M.bin -z tokenizer.bin -n 256 -i "Once upon a time"
+Runs a llama2.c checkpoint (version 0, 1 or 2) like llama2.c's run: prints the prompt and its
+continuation on stdout, then "achieved tok/s: N" on stderr.
+Options:
+${formatFlags(RUN_FLAGS)}`;
+
+export interface RunIO {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  stdin: NodeJS.ReadableStream;
+  cwd: string;
+}
+
+export async function runCommand(argv: readonly string[], io: RunIO): Promise<number> {
+  const { positionals, flags } = parseArgs(argv, RUN_FLAGS, 'run');
+  if (flags.help) {
+    io.stdout(RUN_USAGE + '\n');
+    return 0;
+  }
+  if (positionals.length === 0) throw new InvalidArgumentError(`missing <checkpoint>; usage: llamats run <checkpoint> [options] (see 'llamats run --help')`);
+  if (positionals.length > 1) throw new InvalidArgumentError(`unexpected argument '${positionals[1]}'; usage: llamats run <checkpoint> [options]`);
+  const checkpoint = positionals[0]!;
+
+  // validate every flag before touching any file
+  const temperature = (flags.temperature as number | undefined) ?? 1.0;
+  if (temperature < 0) throw new InvalidArgumentError(`-t (temperature) must be ≥ 0; got ${temperature}`, '-t');
+  const topp = (flags.topp as number | undefined) ?? 0.9;
+  if (topp < 0 || topp > 1) throw new InvalidArgumentError(`-p (top-p) must be in [0, 1]; got ${topp}`, '-p');
+  const steps = (flags.steps as number | undefined) ?? 256;
+  if (steps < 0) throw new InvalidArgumentError(`-n (steps) must be ≥ 0 (0 = the context length); got ${steps}`, '-n');
+  let seed = (flags.seed as number | undefined) ?? 0;
+  if (seed === 0) seed = Math.floor(Date.now() / 1000);
+  const mode = (flags.mode as string | undefined) ?? 'generate';
+  if (mode !== 'generate' && mode !== 'chat') throw new InvalidArgumentError(`-m (mode) must be 'generate' or 'chat'; got '${mode}'`, '-m');
+  const prompt = flags.prompt as string | undefined;
+  const system = flags.system as string | undefined;
+
+  const model = loadModel(checkpoint);
+  const tokenizer = Tokenizer.load(findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd));
+  checkTokenizer(model, tokenizer);
+  const n = resolveSteps(steps, model.config.seqLen);
+  const sampling = { temperature, topp, seed };
+
+  if (mode === 'chat') {
+    const lines = readline.createInterface({ input: io.stdin, terminal: false });
+    const it = lines[Symbol.asyncIterator]();
+    await chat(model, tokenizer, {
+      readLine: async (p) => {
+        io.stdout(p);
+        const r = await it.next();
+        return r.done ? null : r.value;
+      },
+      write: io.stdout,
+    }, { ...sampling, steps: n, ...(prompt !== undefined ? { userPrompt: prompt } : {}), ...(system !== undefined ? { systemPrompt: system } : {}) });
+    lines.close();
+    return 0;
+  }
+
+  checkPromptFits(tokenizer.encode(prompt ?? '', { bos: true }).length, model.config.seqLen);
+  new Sampler(model.config.vocabSize, sampling); // validates before anything is printed
+  const it = generate(model, tokenizer, { ...sampling, steps: n, ...(prompt !== undefined ? { prompt } : {}) });
+  for (;;) {
+    const r = await it.next();
+    if (r.done) {
+      io.stdout('\n');
+      if (r.value.tokensPerSecond !== null) io.stderr(`achieved tok/s: ${r.value.tokensPerSecond.toFixed(6)}\n`);
+      return 0;
+    }
+    if (r.value.text) io.stdout(r.value.text);
+  }
+}
+
+/** -z if given; else tokenizer.bin beside the checkpoint; else ./tokenizer.bin (run.c's default). */
+export function findTokenizer(given: string | undefined, checkpoint: string, cwd: string): string {
+  if (given !== undefined) return given;
+  const candidates = [path.join(path.dirname(checkpoint), 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')];
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  throw new InvalidArgumentError(`no tokenizer found (looked for ${candidates.join(' and ')}); pass one with -z <path>`, '-z');
+}

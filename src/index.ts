@@ -1,0 +1,17 @@
+/**
+ * llamats — the library. Re-exports only; each part is documented where it lives.
+ */
+export * from './errors.js';
+export type { ModelConfig } from './model/config.js';
+export { kvDim, parameterCount } from './model/config.js';
+export type { Matrix, F32Matrix, Q8Matrix } from './model/tensor.js';
+export { quantizeQ8 } from './model/tensor.js';
+export type { Model, ModelWeights, LayerWeights } from './model/weights.js';
+export { loadModel } from './model/load.js';
+export { Session, kvCacheBytes } from './model/forward.js';
+export { readLlama2cCheckpoint, parseLlama2cCheckpoint, writeLlama2cCheckpoint, defaultGroupSize, type WriteLlama2cOptions } from './formats/llama2c.js';
+export { Tokenizer } from './tokenizer/tokenizer.js';
+export { Llama2cTokenizer, TextStream } from './tokenizer/llama2c.js';
+export { Sampler, XorShiftRng, argmax, type SamplerOptions } from './generate/sampler.js';
+export { generate, generateText, type GenerateOptions, type GenerationChunk, type GenerationResult } from './generate/generate.js';
+export { chat, renderLlama2Turn, type ChatIO, type ChatOptions } from './generate/chat.js';
