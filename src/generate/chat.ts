@@ -48,7 +48,7 @@ export async function chat(model: Model, tokenizer: Tokenizer, io: ChatIO, opts:
   let userTurn = true;
   let next = 0;
   let pos = 0;
-  let text = new TextStream();
+  let text = new TextStream({ safePrint: true });
   while (pos < steps) {
     if (userTurn) {
       let system: string | undefined;
@@ -59,7 +59,7 @@ export async function chat(model: Model, tokenizer: Tokenizer, io: ChatIO, opts:
       userIdx = 0;
       userTurn = false;
       io.write('Assistant: ');
-      text = new TextStream();
+      text = new TextStream({ safePrint: true });
     }
     const token = userIdx < prompt.length ? prompt[userIdx++]! : next;
     if (token === eos) userTurn = true;

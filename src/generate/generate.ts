@@ -62,7 +62,7 @@ export async function* generate(
   checkPromptFits(prompt.length, model.config.seqLen);
   const sampler = new Sampler(model.config.vocabSize, opts);
   const session = new Session(model, { maxSeqLen: steps });
-  const text = new TextStream();
+  const text = new TextStream({ safePrint: true });
   const tokens = [prompt[0]!];
   let token = prompt[0]!;
   let pos = 0;

@@ -224,15 +224,21 @@ export class Llama2cTokenizer {
 
 /**
  * Streaming text from token bytes: whole UTF-8 characters only, never split across tokens.
- * Single-byte control pieces that run.c's `safe_printf` drops (not printable, not whitespace)
- * are dropped too; bytes ≥ 0x80 are assembled into characters instead of being dropped.
+ * With `safePrint` (what run.c prints), single-byte control pieces that run.c's `safe_printf`
+ * drops (not printable, not whitespace) are dropped too; bytes ≥ 0x80 are always assembled into
+ * characters, where run.c drops them.
  */
 export class TextStream {
   private decoder = new TextDecoder('utf-8', { fatal: false });
+  private readonly safePrint: boolean;
+
+  constructor(opts: { safePrint?: boolean } = {}) {
+    this.safePrint = opts.safePrint ?? false;
+  }
 
   push(bytes: Uint8Array): string {
     if (bytes.length === 0) return '';
-    if (bytes.length === 1) {
+    if (this.safePrint && bytes.length === 1) {
       const b = bytes[0]!;
       const printable = b >= 0x20 && b <= 0x7e;
       const space = b === 0x20 || (b >= 0x09 && b <= 0x0d);
