@@ -64,8 +64,9 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   const system = flags.system as string | undefined;
 
   const model = loadModel(checkpoint);
-  const tokenizer = Tokenizer.load(findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd));
-  checkTokenizer(model, tokenizer);
+  const tokenizerPath = findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd);
+  const tokenizer = Tokenizer.load(tokenizerPath);
+  checkTokenizer(model, tokenizer, `tokenizer ${tokenizerPath}`);
   const n = resolveSteps(steps, model.config.seqLen);
   const sampling = { temperature, topp, seed };
 

@@ -114,10 +114,11 @@ export async function generateText(model: Model, tokenizer: Tokenizer, opts: Gen
   }
 }
 
-export function checkTokenizer(model: Model, tokenizer: Tokenizer): void {
+/** The tokenizer must have the model's vocabulary size; `label` names the tokenizer file in the message. */
+export function checkTokenizer(model: Model, tokenizer: Tokenizer, label = 'the tokenizer'): void {
   if (tokenizer.vocabSize !== model.config.vocabSize) {
     throw new TokenizerMismatchError(
-      `the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${model.config.vocabSize}; pass the tokenizer that belongs to this model (-z)`,
+      `${label} has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${model.config.vocabSize}; pass the tokenizer that belongs to this model (-z)`,
     );
   }
 }

@@ -1,0 +1,69 @@
+/**
+ * The Session API (one sequence's state over a model) and the test harness's own rule for
+ * ../shared.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ContextOverflowError, InvalidArgumentError, loadModel, Session, Tokenizer, generate } from '../src/index.js';
+import { shared } from './helpers.js';
+
+test('forward refuses tokens outside the vocabulary and positions outside the cache', (t) => {
+  const ckpt = shared(t, 'models/stories260K.bin');
+  if (!ckpt) return;
+  const model = loadModel(ckpt);
+  const s = new Session(model, { maxSeqLen: 4 });
+  assert.throws(() => s.forward(512, 0), InvalidArgumentError);
+  assert.throws(() => s.forward(-1, 0), InvalidArgumentError);
+  assert.throws(() => s.forward(1, 4), ContextOverflowError);
+  assert.throws(() => new Session(model, { maxSeqLen: 513 }), InvalidArgumentError);
+  assert.equal(s.forward(1, 0).length, 512);
+});
+
+test('two sessions over one model are independent and agree with each other', (t) => {
+  const ckpt = shared(t, 'models/stories260K.bin');
+  if (!ckpt) return;
+  const model = loadModel(ckpt);
+  const a = new Session(model);
+  const b = new Session(model);
+  const seq = [1, 403, 407, 261, 378];
+  const la = seq.map((tok, pos) => Float32Array.from(a.forward(tok, pos)));
+  b.forward(1, 0);
+  b.forward(9, 1); // a different history in b …
+  const other = Float32Array.from(b.forward(400, 2));
+  const fresh = new Session(model);
+  const lb = seq.map((tok, pos) => Float32Array.from(fresh.forward(tok, pos)));
+  assert.deepEqual(lb, la);
+  assert.notDeepEqual(other, la[2]);
+});
+
+test('generate streams chunks whose text adds up, and stops when aborted', async (t) => {
+  const ckpt = shared(t, 'models/stories260K.bin');
+  const tokPath = shared(t, 'models/tok512.bin');
+  if (!ckpt || !tokPath) return;
+  const model = loadModel(ckpt);
+  const tok = Tokenizer.load(tokPath);
+  const it = generate(model, tok, { prompt: 'Once upon a time', temperature: 0, steps: 40 });
+  const chunks = [];
+  let r = await it.next();
+  while (!r.done) {
+    chunks.push(r.value);
+    r = await it.next();
+  }
+  assert.equal(r.value.stopReason, 'steps');
+  assert.equal(chunks.length, 40); // one token per step, as run.c prints them
+  assert.deepEqual(chunks.map((c) => c.token), r.value.tokens.slice(1));
+  assert.equal(chunks.filter((c) => c.fromPrompt).length, r.value.promptTokens - 1);
+  assert.equal(chunks.map((c) => c.text).join(''), tok.decode(r.value.tokens));
+  const ac = new AbortController();
+  let n = 0;
+  const it2 = generate(model, tok, { prompt: 'Once upon a time', temperature: 0, signal: ac.signal });
+  for (let x = await it2.next(); !x.done; x = await it2.next()) {
+    if (++n === 5) ac.abort();
+    if (n > 6) assert.fail('kept going after abort');
+  }
+  assert.equal(n, 5);
+});
+
+test('the harness fails, rather than skips, a test whose ../shared file is missing under CI=true', (t) => {
+  assert.throws(() => shared(t, 'no/such/file', { CI: 'true' }), /CI must provide \.\.\/shared/);
+});
