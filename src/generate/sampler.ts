@@ -49,7 +49,7 @@ export class Sampler {
   readonly temperature: number;
   readonly topp: number;
   readonly rng: XorShiftRng;
-  private readonly order: Int32Array; // scratch for top-p: candidate indices
+  private readonly scratch: Float64Array; // top-p sort keys
 
   constructor(vocabSize: number, opts: SamplerOptions = {}) {
     const temperature = opts.temperature ?? 1.0;
@@ -64,7 +64,7 @@ export class Sampler {
     this.temperature = f(temperature); // run.c keeps both in float
     this.topp = f(topp);
     this.rng = new XorShiftRng(opts.seed ?? Math.floor(Date.now() / 1000));
-    this.order = new Int32Array(vocabSize);
+    this.scratch = new Float64Array(vocabSize);
   }
 
   /** The next token. Like run.c, this overwrites `logits` with probabilities when temperature > 0. */
@@ -75,7 +75,7 @@ export class Sampler {
     softmaxF32(logits, n);
     const coin = this.rng.nextF32();
     if (this.topp <= 0 || this.topp >= 1) return sampleMult(logits, n, coin);
-    return sampleTopp(logits, n, this.topp, coin, this.order);
+    return sampleTopp(logits, n, this.topp, coin, this.scratch);
   }
 }
 
@@ -119,16 +119,26 @@ export function sampleMult(probs: Float32Array, n: number, coin: number): number
  * part of the nucleus; sort the rest by probability, descending; keep the shortest prefix whose
  * mass exceeds topp; sample in it with the coin scaled by that mass.
  */
-export function sampleTopp(probs: Float32Array, n: number, topp: number, coin: number, order: Int32Array = new Int32Array(n)): number {
+export function sampleTopp(probs: Float32Array, n: number, topp: number, coin: number, scratch: Float64Array = new Float64Array(n)): number {
   const cutoff = f(f(1 - topp) / (n - 1));
+  // Sort keys: the probability's float32 bits (monotonic for non-negative floats) above the
+  // reversed index, so that a native ascending sort read backwards gives probabilities
+  // descending and, for equal probabilities, indices ascending (glibc's qsort is a stable merge
+  // sort here). A native sort of numbers is several times faster than a comparator.
   let n0 = 0;
-  for (let i = 0; i < n; i++) if (probs[i]! >= cutoff) order[n0++] = i;
-  // descending by probability; equal probabilities keep index order (glibc's qsort is a stable merge sort here)
-  const cand = order.subarray(0, n0).sort((a, b) => probs[b]! - probs[a]! || a - b);
+  for (let i = 0; i < n; i++) {
+    const p = probs[i]!;
+    if (p >= cutoff) {
+      F32[0] = p;
+      scratch[n0++] = U32[0]! * INDEX_SPAN + (INDEX_SPAN - 1 - i);
+    }
+  }
+  const keys = scratch.subarray(0, n0).sort();
+  const at = (rank: number) => INDEX_SPAN - 1 - (keys[n0 - 1 - rank]! % INDEX_SPAN);
   let cum = 0;
   let last = n0 - 1;
   for (let i = 0; i < n0; i++) {
-    cum = f(cum + probs[cand[i]!]!);
+    cum = f(cum + probs[at(i)]!);
     if (cum > topp) {
       last = i;
       break;
@@ -137,8 +147,12 @@ export function sampleTopp(probs: Float32Array, n: number, topp: number, coin: n
   const r = f(coin * cum);
   let cdf = 0;
   for (let i = 0; i <= last; i++) {
-    cdf = f(cdf + probs[cand[i]!]!);
-    if (r < cdf) return cand[i]!;
+    cdf = f(cdf + probs[at(i)]!);
+    if (r < cdf) return at(i);
   }
-  return cand[last]!;
+  return at(last);
 }
+
+const INDEX_SPAN = 1 << 22; // > any vocabulary size (CONFIG_LIMITS.vocabSize)
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
