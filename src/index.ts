@@ -8,6 +8,7 @@ export type { Matrix, F32Matrix, Q8Matrix } from './model/tensor.js';
 export { quantizeQ8 } from './model/tensor.js';
 export type { Model, ModelWeights, LayerWeights } from './model/weights.js';
 export { loadModel } from './model/load.js';
+export { randomModel, type ModelShape } from './model/random.js';
 export { Session, kvCacheBytes } from './model/forward.js';
 export { readLlama2cCheckpoint, parseLlama2cCheckpoint, writeLlama2cCheckpoint, defaultGroupSize, type WriteLlama2cOptions } from './formats/llama2c.js';
 export { Tokenizer } from './tokenizer/tokenizer.js';

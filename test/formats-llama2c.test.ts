@@ -7,11 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import {
-  FileFormatError, generateText, loadModel, Session, Tokenizer, writeLlama2cCheckpoint,
-  type Model, type ModelConfig, type ModelWeights,
+  FileFormatError, generateText, loadModel, randomModel, Session, Tokenizer, writeLlama2cCheckpoint,
+  type Model,
 } from '../src/index.js';
 import { f32Matrix } from '../src/model/tensor.js';
-import { FIXTURES, nmse, readJsonl, seededRandom, shared, tempDir } from './helpers.js';
+import { FIXTURES, nmse, readJsonl, shared, tempDir } from './helpers.js';
 import { createHash } from 'node:crypto';
 
 interface Greedy { prompt: string; token_ids: number[]; num_prompt_tokens: number; output: string }
@@ -103,26 +103,6 @@ test('version 2 (int8): the file matches the one runq.c ran, and the logits equa
   }
 });
 
-/** A random model with awkward dimensions: nothing a multiple of 32, grouped-query attention. */
-function randomModel(cfg: Omit<ModelConfig, 'headDim' | 'normEps' | 'ropeTheta'>, seed: number): Pick<Model, 'config' | 'weights'> {
-  const rnd = seededRandom(seed);
-  const c: ModelConfig = { ...cfg, headDim: cfg.dim / cfg.nHeads, normEps: 1e-5, ropeTheta: 10000 };
-  const kv = c.nKvHeads * c.headDim;
-  const mat = (rows: number, cols: number) => f32Matrix(Float32Array.from({ length: rows * cols }, () => (rnd() - 0.5) * 0.4), rows, cols);
-  const norm = () => Float32Array.from({ length: c.dim }, () => 0.5 + rnd());
-  const tokenEmbedding = mat(c.vocabSize, c.dim);
-  const weights: ModelWeights = {
-    tokenEmbedding,
-    layers: Array.from({ length: c.nLayers }, () => ({
-      attnNorm: norm(), wq: mat(c.dim, c.dim), wk: mat(kv, c.dim), wv: mat(kv, c.dim), wo: mat(c.dim, c.dim),
-      ffnNorm: norm(), w1: mat(c.hiddenDim, c.dim), w2: mat(c.dim, c.hiddenDim), w3: mat(c.hiddenDim, c.dim),
-    })),
-    finalNorm: norm(),
-    classifier: c.sharedClassifier ? tokenEmbedding : mat(c.vocabSize, c.dim),
-  };
-  return { config: c, weights };
-}
-
 test('any consistent dimensions: v0 and v1 give identical logits, v2 is close (NMSE < 1e-3)', (t) => {
   const dir = tempDir(t);
   const shapes = [
@@ -130,8 +110,9 @@ test('any consistent dimensions: v0 and v1 give identical logits, v2 is close (N
     { dim: 12, hiddenDim: 30, nLayers: 3, nHeads: 1, nKvHeads: 1, vocabSize: 7, seqLen: 9, sharedClassifier: true },
     { dim: 40, hiddenDim: 36, nLayers: 1, nHeads: 10, nKvHeads: 10, vocabSize: 259, seqLen: 5, sharedClassifier: true },
   ];
+  // awkward dimensions: nothing a multiple of 32, grouped-query attention, tiny vocabularies
   shapes.forEach((shape, i) => {
-    const m = randomModel(shape, 100 + i);
+    const m = randomModel(shape, 100 + i, 0.4);
     const files = ([0, 1, 2] as const).map((version) => {
       const f = path.join(dir, `m${i}-v${version}.bin`);
       writeLlama2cCheckpoint(f, m, { version });
