@@ -6,8 +6,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { InvalidArgumentError } from '../errors.js';
 import { chat } from '../generate/chat.js';
-import { checkPromptFits, checkTokenizer, generate, resolveSteps } from '../generate/generate.js';
-import { Sampler } from '../generate/sampler.js';
+import { checkTokenizer, generate, resolveSteps } from '../generate/generate.js';
 import { loadModel } from '../model/load.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { formatFlags, parseArgs, type FlagSpec } from './args.js';
@@ -85,8 +84,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
     return 0;
   }
 
-  checkPromptFits(tokenizer.encode(prompt ?? '', { bos: true }).length, model.config.seqLen);
-  new Sampler(model.config.vocabSize, sampling); // validates before anything is printed
+  // generate() validates the prompt and the sampler before its first chunk: errors print nothing else
   const it = generate(model, tokenizer, { ...sampling, steps: n, ...(prompt !== undefined ? { prompt } : {}) });
   for (;;) {
     const r = await it.next();
