@@ -16,3 +16,6 @@ export { Llama2cTokenizer, TextStream } from './tokenizer/llama2c.js';
 export { Sampler, XorShiftRng, argmax, type SamplerOptions } from './generate/sampler.js';
 export { generate, generateText, type GenerateOptions, type GenerationChunk, type GenerationResult } from './generate/generate.js';
 export { chat, renderLlama2Turn, type ChatIO, type ChatOptions } from './generate/chat.js';
+export { Llama, logSoftmaxAt, metaSampleTopP, type LlamaBuildOptions, type GenerateOptions as LlamaGenerateOptions, type CompletionOptions, type TextCompletion, type ChatCompletion } from './llama.js';
+export { encodeDialog, isUnsafeDialog, pyStrip, UNSAFE_ERROR, type Dialog, type Message, type Role } from './generate/dialog.js';
+export { readMetaCheckpoint, readMetaParams, metaHiddenDim, type MetaParams } from './formats/meta.js';

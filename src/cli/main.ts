@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { LlamatsError } from '../errors.js';
+import { chatCommand, completeCommand } from './meta.js';
 import { RUN_USAGE, runCommand } from './run.js';
 
 const HELP = `llamats — LLaMA-family language models in TypeScript
@@ -13,6 +14,8 @@ Usage: llamats <command> [options]
 
 Commands:
   run <checkpoint>   generate text (or chat) with a llama2.c checkpoint, like llama2.c's run
+  complete           text completion like Meta's example_text_completion.py (see complete --help)
+  chat               chat completion like Meta's example_chat_completion.py (see chat --help)
 
 Global options:
   -h, --help         show help (also: llamats <command> --help)
@@ -49,8 +52,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 0;
       case 'run':
         return await runCommand(rest, io);
+      case 'complete':
+        return await completeCommand(rest, io);
+      case 'chat':
+        return await chatCommand(rest, io);
       default:
-        io.stderr(`llamats: unknown command '${cmd}'; commands: run (see 'llamats --help')\n`);
+        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat (see 'llamats --help')\n`);
         return 2;
     }
   } catch (e) {

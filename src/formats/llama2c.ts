@@ -28,7 +28,7 @@ import * as fs from 'node:fs';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { ByteReader, readFileBytes } from '../io/file.js';
 import { makeConfig, kvDim, type ModelConfig } from '../model/config.js';
-import { f32Matrix, q8Matrix, quantizeQ8, readRow, type Matrix } from '../model/tensor.js';
+import { f32Matrix, q8Matrix, quantizeQ8, toF32, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model, ModelWeights } from '../model/weights.js';
 
 export const LLAMA2C_MAGIC = 0x616b3432;
@@ -313,18 +313,6 @@ export function writeLlama2cCheckpoint(path: string, model: Pick<Model, 'config'
     fs.rmSync(tmp, { force: true });
     throw e;
   }
-}
-
-/** All values of a matrix as float32 (a view for f32, dequantized for q8). */
-export function toF32(m: Matrix): Float32Array {
-  if (m.type === 'f32') return m.data;
-  const out = new Float32Array(m.rows * m.cols);
-  const row = new Float32Array(m.cols);
-  for (let r = 0; r < m.rows; r++) {
-    readRow(m, r, row);
-    out.set(row, r * m.cols);
-  }
-  return out;
 }
 
 /** The unused freq_cis tables of version 0, filled as export.py filled them (cos, then sin). */

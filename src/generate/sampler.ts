@@ -121,24 +121,11 @@ export function sampleMult(probs: Float32Array, n: number, coin: number): number
  */
 export function sampleTopp(probs: Float32Array, n: number, topp: number, coin: number, scratch: Float64Array = new Float64Array(n)): number {
   const cutoff = f(f(1 - topp) / (n - 1));
-  // Sort keys: the probability's float32 bits (monotonic for non-negative floats) above the
-  // reversed index, so that a native ascending sort read backwards gives probabilities
-  // descending and, for equal probabilities, indices ascending (glibc's qsort is a stable merge
-  // sort here). A native sort of numbers is several times faster than a comparator.
-  let n0 = 0;
-  for (let i = 0; i < n; i++) {
-    const p = probs[i]!;
-    if (p >= cutoff) {
-      F32[0] = p;
-      scratch[n0++] = U32[0]! * INDEX_SPAN + (INDEX_SPAN - 1 - i);
-    }
-  }
-  const keys = scratch.subarray(0, n0).sort();
-  const at = (rank: number) => INDEX_SPAN - 1 - (keys[n0 - 1 - rank]! % INDEX_SPAN);
+  const sorted = sortByProbability(probs, n, cutoff, scratch);
   let cum = 0;
-  let last = n0 - 1;
-  for (let i = 0; i < n0; i++) {
-    cum = f(cum + probs[at(i)]!);
+  let last = sorted.count - 1;
+  for (let i = 0; i < sorted.count; i++) {
+    cum = f(cum + probs[sorted.index(i)]!);
     if (cum > topp) {
       last = i;
       break;
@@ -147,10 +134,29 @@ export function sampleTopp(probs: Float32Array, n: number, topp: number, coin: n
   const r = f(coin * cum);
   let cdf = 0;
   for (let i = 0; i <= last; i++) {
-    cdf = f(cdf + probs[at(i)]!);
-    if (r < cdf) return at(i);
+    cdf = f(cdf + probs[sorted.index(i)]!);
+    if (r < cdf) return sorted.index(i);
   }
-  return at(last);
+  return sorted.index(last);
+}
+
+/**
+ * The indices i with probs[i] ≥ minProb, by probability descending and, for equal probabilities,
+ * index ascending (what glibc's stable qsort gives run.c). Sort keys pack the probability's float32
+ * bits (monotonic for non-negative floats) above the reversed index, so one native numeric sort
+ * does it — several times faster than sorting with a comparator.
+ */
+export function sortByProbability(probs: Float32Array, n: number, minProb: number, scratch: Float64Array): { count: number; index: (rank: number) => number } {
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    const p = probs[i]!;
+    if (p >= minProb) {
+      F32[0] = p;
+      scratch[count++] = U32[0]! * INDEX_SPAN + (INDEX_SPAN - 1 - i);
+    }
+  }
+  const keys = scratch.subarray(0, count).sort();
+  return { count, index: (rank) => INDEX_SPAN - 1 - (keys[count - 1 - rank]! % INDEX_SPAN) };
 }
 
 const INDEX_SPAN = 1 << 22; // > any vocabulary size (CONFIG_LIMITS.vocabSize)

@@ -18,7 +18,7 @@
 import { ContextOverflowError, InvalidArgumentError, OutOfMemoryError, formatBytes } from '../errors.js';
 import * as os from 'node:os';
 import { kvDim, type ModelConfig } from './config.js';
-import { readRow, type Matrix } from './tensor.js';
+import { half16Table, readRow, type Matrix } from './tensor.js';
 import type { Model } from './weights.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -73,20 +73,37 @@ export function matmul(out: Float32Array, x: Float32Array, w: Matrix, xq?: { q: 
     }
     return;
   }
-  const gs = w.groupSize;
-  const buf = xq ?? { q: new Int8Array(n), s: new Float32Array(n / gs) };
-  quantizeActivations(x, n, gs, buf.q, buf.s);
-  const { q: wq, s: ws } = w;
-  const { q: aq, s: as } = buf;
+  if (w.type === 'q8') {
+    const gs = w.groupSize;
+    const buf = xq ?? { q: new Int8Array(n), s: new Float32Array(n / gs) };
+    quantizeActivations(x, n, gs, buf.q, buf.s);
+    const { q: wq, s: ws } = w;
+    const { q: aq, s: as } = buf;
+    for (let i = 0; i < d; i++) {
+      const row = i * n;
+      let val = 0;
+      for (let j = 0; j < n; j += gs) {
+        let ival = 0;
+        for (let k = 0; k < gs; k++) ival += aq[j + k]! * wq[row + j + k]!;
+        val += ival * ws[(row + j) / gs]! * as[j / gs]!;
+      }
+      out[i] = val;
+    }
+    return;
+  }
+  // 16-bit weights are widened through a 65536-entry table as they are read
+  const W = w.data;
+  const t = half16Table(w.type);
   for (let i = 0; i < d; i++) {
     const row = i * n;
-    let val = 0;
-    for (let j = 0; j < n; j += gs) {
-      let ival = 0;
-      for (let k = 0; k < gs; k++) ival += aq[j + k]! * wq[row + j + k]!;
-      val += ival * ws[(row + j) / gs]! * as[j / gs]!;
+    let a0 = 0, a1 = 0;
+    let j = 0;
+    for (; j + 1 < n; j += 2) {
+      a0 += t[W[row + j]!]! * x[j]!;
+      a1 += t[W[row + j + 1]!]! * x[j + 1]!;
     }
-    out[i] = val;
+    if (j < n) a0 += t[W[row + j]!]! * x[j]!;
+    out[i] = a0 + a1;
   }
 }
 

@@ -1,16 +1,26 @@
 /**
- * `loadModel(path)`: open a checkpoint in any supported format, detected from its first bytes.
+ * `loadModel(path)`: open a checkpoint in any supported format: a Meta checkpoint directory, or a
+ * file whose format is detected from its first bytes.
  */
 import * as fs from 'node:fs';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { readLlama2cCheckpoint } from '../formats/llama2c.js';
+import { isMetaCheckpointDir, readMetaCheckpoint } from '../formats/meta.js';
 import { statFile } from '../io/file.js';
 import type { Model } from './weights.js';
 
-export function loadModel(path: string): Model {
+export interface LoadOptions {
+  /** For Meta directories whose params.json has vocab_size -1: the tokenizer's vocabulary size. */
+  vocabSize?: number;
+  /** For Meta directories: the context length to plan for (Meta's max_seq_len). Default 2048. */
+  maxSeqLen?: number;
+}
+
+export function loadModel(path: string, opts: LoadOptions = {}): Model {
   if (fs.existsSync(path) && fs.statSync(path).isDirectory()) {
+    if (isMetaCheckpointDir(path)) return readMetaCheckpoint(path, opts);
     throw new UnsupportedModelError(
-      `${path}: is a directory; model directories (Meta params.json + consolidated.*.pth, Hugging Face) are not supported yet — pass a llama2.c .bin checkpoint`,
+      `${path}: is a directory without params.json; llamats reads Meta checkpoint directories (params.json + consolidated.*.pth) and llama2.c .bin files (Hugging Face directories: not yet)`,
     );
   }
   const size = statFile(path);

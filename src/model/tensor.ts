@@ -3,6 +3,8 @@
  * stored row-major, so `out = W @ x` reads each row once (the layout of every LLaMA checkpoint).
  *
  * - `f32`: one float32 per weight.
+ * - `bf16` / `f16`: one 16-bit float per weight (Meta's released checkpoints are bf16), kept as
+ *   16-bit in memory and widened to float32 as they are read.
  * - `q8`: llama2.c's version-2 layout (and what runq.c computes with): symmetric int8 in groups of
  *   `groupSize` consecutive weights of a row, each group with one float32 scale:
  *   w[i] ≈ q[i] * s[i / groupSize]. `groupSize` divides `cols`, so no group straddles two rows.
@@ -23,7 +25,52 @@ export interface Q8Matrix {
   readonly s: Float32Array; // (rows * cols / groupSize)
 }
 
-export type Matrix = F32Matrix | Q8Matrix;
+export interface Half16Matrix {
+  readonly type: 'bf16' | 'f16';
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Uint16Array; // (rows, cols) raw 16-bit patterns
+}
+
+export type Matrix = F32Matrix | Half16Matrix | Q8Matrix;
+
+export function half16Matrix(type: 'bf16' | 'f16', data: Uint16Array, rows: number, cols: number): Half16Matrix {
+  if (data.length !== rows * cols) throw new Error(`internal: ${type} matrix of ${rows}x${cols} given ${data.length} values`);
+  return { type, rows, cols, data };
+}
+
+let bf16Table: Float32Array | undefined;
+let f16Table: Float32Array | undefined;
+
+/** float32 value of every bfloat16 bit pattern (the top half of a float32). */
+export function bf16ToF32Table(): Float32Array {
+  if (!bf16Table) {
+    const bits = new Uint32Array(65536);
+    for (let i = 0; i < 65536; i++) bits[i] = i << 16;
+    bf16Table = new Float32Array(bits.buffer);
+  }
+  return bf16Table;
+}
+
+/** float32 value of every IEEE half-precision bit pattern. */
+export function f16ToF32Table(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1;
+      const exp = (h >> 10) & 0x1f;
+      const frac = h & 0x3ff;
+      f16Table[h] =
+        exp === 0 ? sign * frac * 2 ** -24 : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+    }
+  }
+  return f16Table;
+}
+
+/** The widening table of a 16-bit matrix type. */
+export function half16Table(type: 'bf16' | 'f16'): Float32Array {
+  return type === 'bf16' ? bf16ToF32Table() : f16ToF32Table();
+}
 
 export function f32Matrix(data: Float32Array, rows: number, cols: number): F32Matrix {
   if (data.length !== rows * cols) throw new Error(`internal: f32 matrix of ${rows}x${cols} given ${data.length} values`);
@@ -39,7 +86,7 @@ export function q8Matrix(q: Int8Array, s: Float32Array, rows: number, cols: numb
 
 /** Bytes the matrix occupies. */
 export function matrixBytes(m: Matrix): number {
-  return m.type === 'f32' ? m.data.byteLength : m.q.byteLength + m.s.byteLength;
+  return m.type === 'q8' ? m.q.byteLength + m.s.byteLength : m.data.byteLength;
 }
 
 /** Copy row `r` of `m`, as float32, into `out` (length cols). Used for embedding lookups. */
@@ -49,8 +96,29 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
     out.set(m.data.subarray(r * n, (r + 1) * n));
     return;
   }
-  const gs = m.groupSize;
-  for (let j = 0; j < n; j++) out[j] = m.q[r * n + j]! * m.s[(r * n + j) / gs | 0]!;
+  if (m.type === 'q8') {
+    const gs = m.groupSize;
+    for (let j = 0; j < n; j++) out[j] = m.q[r * n + j]! * m.s[(r * n + j) / gs | 0]!;
+    return;
+  }
+  const table = half16Table(m.type);
+  for (let j = 0; j < n; j++) out[j] = table[m.data[r * n + j]!]!;
+}
+
+/** All values of a matrix as float32 (a view for f32, dequantized for q8). */
+export function toF32(m: Matrix): Float32Array {
+  if (m.type === 'f32') return m.data;
+  if (m.type !== 'q8') {
+    const t = half16Table(m.type);
+    return Float32Array.from(m.data, (h) => t[h]!);
+  }
+  const out = new Float32Array(m.rows * m.cols);
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    readRow(m, r, row);
+    out.set(row, r * m.cols);
+  }
+  return out;
 }
 
 /**
