@@ -245,3 +245,22 @@ test('llamats complete prints like example_text_completion.py; --json gives toke
     assert.equal(b.stdout, '');
   }
 });
+
+test('a checkpoint whose pickle names a forbidden global is refused through the CLI, without running it', (t) => {
+  const f32 = shared(t, 'models/stories260K/meta-f32');
+  const tok = shared(t, 'models/tok512.bin');
+  if (!f32 || !tok) return;
+  const dir = path.join(tempDir(t), 'evil');
+  copyDir(f32, dir);
+  // swap collections.OrderedDict for subprocess.check_output: same length, so the zip stays valid
+  const file = path.join(dir, 'consolidated.00.pth');
+  const bytes = fs.readFileSync(file);
+  const at = bytes.indexOf('collections\nOrderedDict');
+  assert.ok(at > 0);
+  bytes.write('subprocess\ncheck_output', at, 'latin1');
+  fs.writeFileSync(file, bytes);
+  const r = runCli(['complete', '--ckpt_dir', dir, '--tokenizer_path', tok, 'Hello']);
+  assert.equal(r.status, 4, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^llamats: .*consolidated\.00\.pth: .*subprocess\.check_output.*not on llamats' allowlist.*\n$/);
+});
