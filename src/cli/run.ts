@@ -26,7 +26,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
 
 export const RUN_USAGE = `Usage:   llamats run <checkpoint> [options]
 Example: llamats run stories15M.bin -z tokenizer.bin -n 256 -i "Once upon a time"
-Runs a llama2.c checkpoint (version 0, 1 or 2) like llama2.c's run: prints the prompt and its
+Runs a llama2.c checkpoint (version 0, 1 or 2) or a Meta checkpoint directory like llama2.c's run: prints the prompt and its
 continuation on stdout, then "achieved tok/s: N" on stderr.
 Options:
 ${formatFlags(RUN_FLAGS)}`;
@@ -62,9 +62,9 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   const prompt = flags.prompt as string | undefined;
   const system = flags.system as string | undefined;
 
-  const model = loadModel(checkpoint);
   const tokenizerPath = findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd);
   const tokenizer = Tokenizer.load(tokenizerPath);
+  const model = loadModel(checkpoint, { vocabSize: tokenizer.vocabSize });
   checkTokenizer(model, tokenizer, `tokenizer ${tokenizerPath}`);
   const n = resolveSteps(steps, model.config.seqLen);
   const sampling = { temperature, topp, seed };
@@ -97,10 +97,16 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   }
 }
 
-/** -z if given; else tokenizer.bin beside the checkpoint; else ./tokenizer.bin (run.c's default). */
+/**
+ * -z if given; else tokenizer.bin beside the checkpoint file, or for a Meta checkpoint directory
+ * tokenizer.model in it or in its parent (Meta's layout); else ./tokenizer.bin (run.c's default).
+ */
 export function findTokenizer(given: string | undefined, checkpoint: string, cwd: string): string {
   if (given !== undefined) return given;
-  const candidates = [path.join(path.dirname(checkpoint), 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')];
+  const isDir = fs.existsSync(checkpoint) && fs.statSync(checkpoint).isDirectory();
+  const candidates = isDir
+    ? [path.join(checkpoint, 'tokenizer.model'), path.join(checkpoint, '..', 'tokenizer.model'), path.join(checkpoint, 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')]
+    : [path.join(path.dirname(checkpoint), 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')];
   for (const c of candidates) if (fs.existsSync(c)) return c;
   throw new InvalidArgumentError(`no tokenizer found (looked for ${candidates.join(' and ')}); pass one with -z <path>`, '-z');
 }
