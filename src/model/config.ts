@@ -25,6 +25,16 @@ export interface ModelConfig {
   readonly ropeTheta: number;
   /** True when the classifier reuses the token embedding matrix. */
   readonly sharedClassifier: boolean;
+  /** Llama 3.1's RoPE frequency scaling (HF rope_scaling type "llama3"), when the model uses it. */
+  readonly ropeScaling?: RopeScaling;
+}
+
+/** Llama 3.1 RoPE scaling: long wavelengths slowed by `factor`, short kept, a smooth ramp between. */
+export interface RopeScaling {
+  readonly factor: number;
+  readonly lowFreqFactor: number;
+  readonly highFreqFactor: number;
+  readonly originalMaxPositionEmbeddings: number;
 }
 
 /** Limits far above any real LLaMA-family model, to refuse garbage before allocating anything. */
@@ -54,6 +64,7 @@ export function makeConfig(
     sharedClassifier: boolean;
     normEps?: number;
     ropeTheta?: number;
+    ropeScaling?: RopeScaling;
   },
 ): ModelConfig {
   const fields = ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'seqLen'] as const;
@@ -92,6 +103,7 @@ export function makeConfig(
     normEps: raw.normEps ?? 1e-5,
     ropeTheta: raw.ropeTheta ?? 10000,
     sharedClassifier: raw.sharedClassifier,
+    ...(raw.ropeScaling ? { ropeScaling: raw.ropeScaling } : {}),
   };
 }
 

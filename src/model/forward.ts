@@ -17,7 +17,7 @@
  */
 import { ContextOverflowError, InvalidArgumentError, OutOfMemoryError, formatBytes } from '../errors.js';
 import * as os from 'node:os';
-import { kvDim, type ModelConfig } from './config.js';
+import { kvDim, type ModelConfig, type RopeScaling } from './config.js';
 import { half16Table, readRow, type Matrix } from './tensor.js';
 import type { Model } from './weights.js';
 
@@ -91,6 +91,17 @@ export function matmul(out: Float32Array, x: Float32Array, w: Matrix, xq?: { q: 
     }
     return;
   }
+  if (w.type === 'ggml') {
+    // reference path for ggml block types: dequantize one row at a time, then a plain dot product
+    const row = scratchRow(n);
+    for (let i = 0; i < d; i++) {
+      readRow(w, i, row);
+      let a0 = 0;
+      for (let j = 0; j < n; j++) a0 += row[j]! * x[j]!;
+      out[i] = a0;
+    }
+    return;
+  }
   // 16-bit weights are widened through a 65536-entry table as they are read
   const W = w.data;
   const t = half16Table(w.type);
@@ -105,6 +116,12 @@ export function matmul(out: Float32Array, x: Float32Array, w: Matrix, xq?: { q: 
     if (j < n) a0 += t[W[row + j]!]! * x[j]!;
     out[i] = a0 + a1;
   }
+}
+
+let rowScratch = new Float32Array(0);
+function scratchRow(n: number): Float32Array {
+  if (rowScratch.length < n) rowScratch = new Float32Array(n);
+  return rowScratch;
 }
 
 /** Symmetric int8 quantization of x[0..n) in groups, as runq.c's `quantize` (C round: half away from zero). */
@@ -135,14 +152,29 @@ export function rope(v: Float32Array, n: number, headDim: number, cos: Float32Ar
   }
 }
 
-/** The angles of one position, computed in float32 as run.c does (it matters for long contexts). */
-export function ropeAngles(pos: number, headDim: number, theta: number, cos: Float32Array, sin: Float32Array): void {
+/**
+ * The angles of one position, computed in float32 as run.c does (it matters for long contexts),
+ * with Llama 3.1's frequency scaling when the model has it.
+ */
+export function ropeAngles(pos: number, headDim: number, theta: number, cos: Float32Array, sin: Float32Array, scaling?: RopeScaling): void {
   for (let i = 0; i < headDim; i += 2) {
-    const freq = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround(i / headDim))));
+    let freq = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround(i / headDim))));
+    if (scaling) freq = Math.fround(scaleRopeFrequency(freq, scaling));
     const val = Math.fround(pos * freq);
     cos[i >> 1] = Math.cos(val);
     sin[i >> 1] = Math.sin(val);
   }
+}
+
+/** Meta's `apply_scaling` (Llama 3.1) for one frequency. */
+export function scaleRopeFrequency(freq: number, s: RopeScaling): number {
+  const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  const wavelen = (2 * Math.PI) / freq;
+  if (wavelen < highFreqWavelen) return freq;
+  if (wavelen > lowFreqWavelen) return freq / s.factor;
+  const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+  return ((1 - smooth) * freq) / s.factor + smooth * freq;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,7 +260,7 @@ export class Session {
     const scale = 1 / Math.sqrt(hs);
 
     readRow(w.tokenEmbedding, token, x);
-    ropeAngles(pos, hs, c.ropeTheta, this.cos, this.sin);
+    ropeAngles(pos, hs, c.ropeTheta, this.cos, this.sin, c.ropeScaling);
 
     for (let l = 0; l < c.nLayers; l++) {
       const lw = w.layers[l]!;

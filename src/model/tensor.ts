@@ -1,3 +1,5 @@
+import { dequantizeRow, ggmlRowBytes } from '../quant/ggml.js';
+
 /**
  * Weight matrices as they sit in memory. A matrix has `rows` outputs and `cols` inputs and is
  * stored row-major, so `out = W @ x` reads each row once (the layout of every LLaMA checkpoint).
@@ -5,6 +7,7 @@
  * - `f32`: one float32 per weight.
  * - `bf16` / `f16`: one 16-bit float per weight (Meta's released checkpoints are bf16), kept as
  *   16-bit in memory and widened to float32 as they are read.
+ * - `ggml`: one of llama.cpp's block layouts (Q8_0, Q4_0, Q4_K, …) as stored in GGUF files.
  * - `q8`: llama2.c's version-2 layout (and what runq.c computes with): symmetric int8 in groups of
  *   `groupSize` consecutive weights of a row, each group with one float32 scale:
  *   w[i] ≈ q[i] * s[i / groupSize]. `groupSize` divides `cols`, so no group straddles two rows.
@@ -32,7 +35,26 @@ export interface Half16Matrix {
   readonly data: Uint16Array; // (rows, cols) raw 16-bit patterns
 }
 
-export type Matrix = F32Matrix | Half16Matrix | Q8Matrix;
+/**
+ * A matrix in one of ggml's block layouts (from GGUF files): each row is `cols / blockSize` blocks,
+ * kept as they are in the file; rows are dequantized as they are read (src/quant/ggml.ts).
+ */
+export interface GgmlMatrix {
+  readonly type: 'ggml';
+  readonly ggmlType: number; // ggml type id (GGML_TYPES)
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowBytes: number;
+  readonly data: Uint8Array; // (rows, rowBytes)
+}
+
+export type Matrix = F32Matrix | Half16Matrix | Q8Matrix | GgmlMatrix;
+
+export function ggmlMatrix(ggmlType: number, data: Uint8Array, rows: number, cols: number): GgmlMatrix {
+  const rowBytes = ggmlRowBytes(ggmlType, cols);
+  if (data.byteLength !== rows * rowBytes) throw new Error(`internal: ggml matrix of ${rows}x${cols} given ${data.byteLength} bytes`);
+  return { type: 'ggml', ggmlType, rows, cols, rowBytes, data };
+}
 
 export function half16Matrix(type: 'bf16' | 'f16', data: Uint16Array, rows: number, cols: number): Half16Matrix {
   if (data.length !== rows * cols) throw new Error(`internal: ${type} matrix of ${rows}x${cols} given ${data.length} values`);
@@ -101,6 +123,10 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
     for (let j = 0; j < n; j++) out[j] = m.q[r * n + j]! * m.s[(r * n + j) / gs | 0]!;
     return;
   }
+  if (m.type === 'ggml') {
+    dequantizeRow(m.ggmlType, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), out, n);
+    return;
+  }
   const table = half16Table(m.type);
   for (let j = 0; j < n; j++) out[j] = table[m.data[r * n + j]!]!;
 }
@@ -108,7 +134,7 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
 /** All values of a matrix as float32 (a view for f32, dequantized for q8). */
 export function toF32(m: Matrix): Float32Array {
   if (m.type === 'f32') return m.data;
-  if (m.type !== 'q8') {
+  if (m.type === 'bf16' || m.type === 'f16') {
     const t = half16Table(m.type);
     return Float32Array.from(m.data, (h) => t[h]!);
   }
