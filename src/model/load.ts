@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { readLlama2cCheckpoint } from '../formats/llama2c.js';
 import { isMetaCheckpointDir, readMetaCheckpoint } from '../formats/meta.js';
+import { isHfModelDir, loadHfModel } from '../formats/hf.js';
 import { statFile } from '../io/file.js';
 import type { Model } from './weights.js';
 
@@ -19,8 +20,9 @@ export interface LoadOptions {
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
   if (fs.existsSync(path) && fs.statSync(path).isDirectory()) {
     if (isMetaCheckpointDir(path)) return readMetaCheckpoint(path, opts);
+    if (isHfModelDir(path)) return loadHfModel(path, opts); // maxSeqLen default: config.json's max_position_embeddings
     throw new UnsupportedModelError(
-      `${path}: is a directory without params.json; llamats reads Meta checkpoint directories (params.json + consolidated.*.pth) and llama2.c .bin files (Hugging Face directories: not yet)`,
+      `${path}: is a directory without params.json or config.json; llamats reads Meta checkpoint directories (params.json + consolidated.*.pth), Hugging Face directories (config.json + model.safetensors) and llama2.c .bin files`,
     );
   }
   const size = statFile(path);
