@@ -1,10 +1,11 @@
 /**
  * What every tokenizer offers, and `Tokenizer.load`, which picks the reader from the file.
- * Today: the llama2.c format. SentencePiece `tokenizer.model` and `tokenizer.json` come next.
+ * Today: the llama2.c format and SentencePiece `tokenizer.model`. `tokenizer.json` comes next.
  */
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { readFileBytes } from '../io/file.js';
 import { Llama2cTokenizer } from './llama2c.js';
+import { SentencePieceTokenizer } from './sentencepiece.js';
 
 export interface Tokenizer {
   readonly vocabSize: number;
@@ -25,13 +26,24 @@ export const Tokenizer = {
   load(path: string): Tokenizer {
     const bytes = readFileBytes(path);
     if (bytes.byteLength >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 && bytes[3] === 0x46) {
-      throw new UnsupportedModelError(`${path}: GGUF tokenizers are not supported yet; use a llama2.c tokenizer.bin`);
+      throw new UnsupportedModelError(`${path}: GGUF tokenizers are not supported yet; use a llama2.c tokenizer.bin or a SentencePiece tokenizer.model`);
     }
     if (bytes.byteLength >= 1 && bytes[0] === 0x7b) {
-      throw new UnsupportedModelError(`${path}: tokenizer.json is not supported yet; use a llama2.c tokenizer.bin`);
+      throw new UnsupportedModelError(`${path}: tokenizer.json is not supported yet; use a llama2.c tokenizer.bin or a SentencePiece tokenizer.model`);
     }
-    if (bytes.byteLength >= 2 && bytes[0] === 0x0a && path.endsWith('.model')) {
-      throw new UnsupportedModelError(`${path}: SentencePiece tokenizer.model is not supported yet; use a llama2.c tokenizer.bin (export it with llama2.c's tokenizer.py)`);
+    // A SentencePiece ModelProto starts with field 1 (pieces), key byte 0x0a. A tokenizer.bin whose
+    // int32 max_token_length has 0x0a as low byte does too, so on failure try llama2.c as well.
+    if (bytes.byteLength >= 1 && bytes[0] === 0x0a) {
+      try {
+        return SentencePieceTokenizer.parse(bytes, path);
+      } catch (spError) {
+        if (!(spError instanceof FileFormatError)) throw spError;
+        try {
+          return Llama2cTokenizer.parse(bytes, path);
+        } catch {
+          throw spError;
+        }
+      }
     }
     try {
       return Llama2cTokenizer.parse(bytes, path);
