@@ -3,6 +3,8 @@
  * with the same semantics and results, in one process, on one device, without torch, torchrun or
  * NCCL. Names are Meta's in camelCase.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ContextOverflowError, InvalidArgumentError } from './errors.js';
 import { type Dialog, encodeDialog, isUnsafeDialog, UNSAFE_ERROR } from './generate/dialog.js';
 import { checkTokenizer } from './generate/generate.js';
@@ -15,8 +17,11 @@ import { Tokenizer } from './tokenizer/tokenizer.js';
 export interface LlamaBuildOptions {
   /** A Meta checkpoint directory (params.json + consolidated.*.pth) or a llama2.c checkpoint file. */
   ckptDir: string;
-  /** tokenizer.model, tokenizer.bin or tok512.bin — the format is detected from the file. */
-  tokenizerPath: string;
+  /**
+   * tokenizer.model, tokenizer.json, tokenizer.bin, a GGUF file… — the format is detected from the
+   * file. Optional for a model directory that holds its tokenizer (Hugging Face), or a GGUF file.
+   */
+  tokenizerPath?: string;
   maxSeqLen: number;
   maxBatchSize: number;
   /** Seed of the sampling generator (Meta's build calls torch.manual_seed(1)). Default 1. */
@@ -80,7 +85,7 @@ export class Llama {
 
   /** Load a model and its tokenizer (Meta's `Llama.build`). */
   static async build(opts: LlamaBuildOptions): Promise<Llama> {
-    const tokenizer = Tokenizer.load(opts.tokenizerPath);
+    const tokenizer = Tokenizer.load(opts.tokenizerPath ?? defaultTokenizerPath(opts.ckptDir));
     const model = loadModel(opts.ckptDir, { vocabSize: tokenizer.vocabSize, maxSeqLen: opts.maxSeqLen });
     return new Llama(model, tokenizer, { maxSeqLen: opts.maxSeqLen, maxBatchSize: opts.maxBatchSize, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) });
   }
@@ -213,6 +218,23 @@ export class Llama {
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
     };
   }
+}
+
+/**
+ * Where a model keeps its tokenizer when none is given: a Hugging Face directory holds
+ * tokenizer.json or tokenizer.model, a GGUF file holds its vocabulary; a Meta directory's
+ * tokenizer.model sits beside it (Meta's layout). Otherwise the caller must name one.
+ */
+export function defaultTokenizerPath(ckpt: string): string {
+  const isDir = fs.existsSync(ckpt) && fs.statSync(ckpt).isDirectory();
+  if (!isDir) {
+    if (ckpt.endsWith('.gguf')) return ckpt;
+    throw new InvalidArgumentError(`no tokenizer given for ${ckpt}; pass tokenizerPath (--tokenizer_path, -z)`, 'tokenizerPath');
+  }
+  for (const f of ['tokenizer.json', 'tokenizer.model', path.join('..', 'tokenizer.model')]) {
+    if (fs.existsSync(path.join(ckpt, f))) return path.join(ckpt, f);
+  }
+  throw new InvalidArgumentError(`no tokenizer found in ${ckpt} (looked for tokenizer.json and tokenizer.model, and ../tokenizer.model); pass tokenizerPath (--tokenizer_path, -z)`, 'tokenizerPath');
 }
 
 /** log softmax(logits)[t], in float64. */

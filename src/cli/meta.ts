@@ -11,8 +11,8 @@ import { formatFlags, parseArgs, type FlagSpec, type ParsedFlags } from './args.
 import type { RunIO } from './run.js';
 
 const COMMON: FlagSpec[] = [
-  { long: '--ckpt_dir', key: 'ckptDir', kind: 'string', placeholder: 'path', help: 'Meta checkpoint directory (params.json + consolidated.*.pth) or a llama2.c .bin' },
-  { long: '--tokenizer_path', key: 'tokenizerPath', kind: 'string', placeholder: 'path', help: 'tokenizer.model, tokenizer.bin or tok512.bin' },
+  { long: '--ckpt_dir', key: 'ckptDir', kind: 'string', placeholder: 'path', help: 'model: a Meta or Hugging Face directory, a GGUF or llama2.c file' },
+  { long: '--tokenizer_path', key: 'tokenizerPath', kind: 'string', placeholder: 'path', help: 'tokenizer.model, tokenizer.json, tokenizer.bin …', default: "the model directory's own, or ../tokenizer.model" },
   { long: '--temperature', key: 'temperature', kind: 'float', placeholder: 'float', help: 'sampling temperature; 0 = greedy', default: '0.6' },
   { long: '--top_p', key: 'topP', kind: 'float', placeholder: 'float', help: 'top-p (nucleus) mass', default: '0.9' },
   { long: '--seed', key: 'seed', kind: 'int', placeholder: 'int', help: 'seed of the sampler', default: '1' },
@@ -39,13 +39,13 @@ export const CHAT_FLAGS: FlagSpec[] = [
   ...COMMON.slice(2),
 ];
 
-export const COMPLETE_USAGE = `Usage: llamats complete --ckpt_dir <dir> --tokenizer_path <file> [options] [prompt …]
+export const COMPLETE_USAGE = `Usage: llamats complete --ckpt_dir <dir|file> [--tokenizer_path <file>] [options] [prompt …]
 Text completion like Meta's example_text_completion.py: prints each prompt, "> " and its
 continuation, and a separator. Without prompts, Meta's four example prompts.
 Options:
 ${formatFlags(COMPLETE_FLAGS)}`;
 
-export const CHAT_USAGE = `Usage: llamats chat --ckpt_dir <dir> --tokenizer_path <file> [options] [user message …]
+export const CHAT_USAGE = `Usage: llamats chat --ckpt_dir <dir|file> [--tokenizer_path <file>] [options] [user message …]
 Chat completion like Meta's example_chat_completion.py (Llama 2 chat format): prints each dialog
 and "> Assistant: " with the answer. Each user message given as an argument is its own dialog;
 without any (and without --dialogs), Meta's example dialogs.
@@ -76,10 +76,9 @@ export const META_EXAMPLE_DIALOGS: Dialog[] = [
 
 async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatchSize: number }): Promise<Llama> {
   if (flags.ckptDir === undefined) throw new InvalidArgumentError('missing --ckpt_dir <dir>', '--ckpt_dir');
-  if (flags.tokenizerPath === undefined) throw new InvalidArgumentError('missing --tokenizer_path <file>', '--tokenizer_path');
   return Llama.build({
     ckptDir: flags.ckptDir as string,
-    tokenizerPath: flags.tokenizerPath as string,
+    ...(flags.tokenizerPath !== undefined ? { tokenizerPath: flags.tokenizerPath as string } : {}),
     maxSeqLen: (flags.maxSeqLen as number | undefined) ?? defaults.maxSeqLen,
     maxBatchSize: (flags.maxBatchSize as number | undefined) ?? defaults.maxBatchSize,
     seed: (flags.seed as number | undefined) ?? 1,

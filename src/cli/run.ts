@@ -98,15 +98,18 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
 }
 
 /**
- * -z if given; else tokenizer.bin beside the checkpoint file, or for a Meta checkpoint directory
- * tokenizer.model in it or in its parent (Meta's layout); else ./tokenizer.bin (run.c's default).
+ * -z if given; else tokenizer.bin beside the checkpoint file; for a model directory its
+ * tokenizer.json or tokenizer.model, or ../tokenizer.model (Meta's layout); a GGUF file's own
+ * vocabulary; else ./tokenizer.bin (run.c's default).
  */
 export function findTokenizer(given: string | undefined, checkpoint: string, cwd: string): string {
   if (given !== undefined) return given;
   const isDir = fs.existsSync(checkpoint) && fs.statSync(checkpoint).isDirectory();
   const candidates = isDir
-    ? [path.join(checkpoint, 'tokenizer.model'), path.join(checkpoint, '..', 'tokenizer.model'), path.join(checkpoint, 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')]
-    : [path.join(path.dirname(checkpoint), 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')];
+    ? [path.join(checkpoint, 'tokenizer.json'), path.join(checkpoint, 'tokenizer.model'), path.join(checkpoint, '..', 'tokenizer.model'), path.join(checkpoint, 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')]
+    : checkpoint.endsWith('.gguf')
+      ? [checkpoint]
+      : [path.join(path.dirname(checkpoint), 'tokenizer.bin'), path.join(cwd, 'tokenizer.bin')];
   for (const c of candidates) if (fs.existsSync(c)) return c;
   throw new InvalidArgumentError(`no tokenizer found (looked for ${candidates.join(' and ')}); pass one with -z <path>`, '-z');
 }
