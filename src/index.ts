@@ -21,3 +21,4 @@ export { Llama, logSoftmaxAt, metaSampleTopP, type LlamaBuildOptions, type Gener
 export { encodeDialog, isUnsafeDialog, pyStrip, UNSAFE_ERROR, type Dialog, type Message, type Role } from './generate/dialog.js';
 export { readMetaCheckpoint, readMetaParams, metaHiddenDim, type MetaParams } from './formats/meta.js';
 export { loadHfModel, readHfConfig, isHfModelDir, type HfConfig } from './formats/hf.js';
+export { readGgufHeader, loadGgufModel, writeGguf, writeGgufModel, modelToGgufTensors, llamaGgufMetadata, ggufTypeForRow, ggmlTypeId, GGML_TYPE, quantizeRow, dequantizeRow, type GgufHeader, type GgufTensorInfo, type GgufTensor, type GgufValue, type GgufArray, type GgufLoadOptions, type WriteGgufModelOptions } from './formats/gguf.js';

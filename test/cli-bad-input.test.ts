@@ -76,7 +76,7 @@ test('bad checkpoints: missing, empty, truncated, garbage, bad header fields, un
   assertCleanFailure(runCli(['run', dir, '-z', tok]), EXIT_CODES.UNSUPPORTED_MODEL, [dir, 'directory'], 'directory');
   const gguf = path.join(dir, 'm.gguf');
   fs.writeFileSync(gguf, Buffer.from('GGUF\x03\x00\x00\x00'));
-  assertCleanFailure(runCli(['run', gguf, '-z', tok]), EXIT_CODES.UNSUPPORTED_MODEL, [gguf, 'GGUF'], 'gguf');
+  assertCleanFailure(runCli(['run', gguf, '-z', tok]), EXIT_CODES.BAD_FORMAT, [gguf, 'truncated'], 'gguf header cut short');
 });
 
 test('bad tokenizers: wrong vocabulary for the model, missing, garbage', (t) => {

@@ -7,13 +7,17 @@ import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { readLlama2cCheckpoint } from '../formats/llama2c.js';
 import { isMetaCheckpointDir, readMetaCheckpoint } from '../formats/meta.js';
 import { isHfModelDir, loadHfModel } from '../formats/hf.js';
+import { loadGgufModel } from '../formats/gguf.js';
 import { statFile } from '../io/file.js';
 import type { Model } from './weights.js';
 
 export interface LoadOptions {
   /** For Meta directories whose params.json has vocab_size -1: the tokenizer's vocabulary size. */
   vocabSize?: number;
-  /** For Meta directories: the context length to plan for (Meta's max_seq_len). Default 2048. */
+  /**
+   * The context length to plan for (Meta's max_seq_len). Default: the model's own (config.json's
+   * max_position_embeddings, GGUF's llama.context_length), 2048 for Meta directories.
+   */
   maxSeqLen?: number;
 }
 
@@ -34,7 +38,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     fs.closeSync(fd);
   }
   const magic = head.subarray(0, 4).toString('latin1');
-  if (magic === 'GGUF') throw new UnsupportedModelError(`${path}: GGUF models are not supported yet; pass a llama2.c .bin checkpoint`);
+  if (magic === 'GGUF') return loadGgufModel(path, opts); // maxSeqLen default: llama.context_length
   if (magic.startsWith('PK')) {
     throw new UnsupportedModelError(`${path}: PyTorch (.pth/.bin zip) checkpoints are not supported yet; pass a llama2.c .bin checkpoint`);
   }
