@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { LlamatsError } from '../errors.js';
 import { chatCommand, completeCommand } from './meta.js';
+import { convertCommand, inspectCommand, quantizeCommand } from './models.js';
 import { RUN_USAGE, runCommand } from './run.js';
 
 const HELP = `llamats — LLaMA-family language models in TypeScript
@@ -16,6 +17,9 @@ Commands:
   run <checkpoint>   generate text (or chat) with a llama2.c checkpoint, like llama2.c's run
   complete           text completion like Meta's example_text_completion.py (see complete --help)
   chat               chat completion like Meta's example_chat_completion.py (see chat --help)
+  inspect <model>    format, dimensions, tensor types, tokenizer — without loading the weights
+  convert <in> <out.gguf> [--type T]   write any supported model as GGUF
+  quantize <in.gguf> <out.gguf> <T>    requantize a GGUF file (q8_0, q4_0, q4_k, q6_k, …)
 
 Global options:
   -h, --help         show help (also: llamats <command> --help)
@@ -56,8 +60,14 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await completeCommand(rest, io);
       case 'chat':
         return await chatCommand(rest, io);
+      case 'inspect':
+        return await inspectCommand(rest, io);
+      case 'convert':
+        return await convertCommand(rest, io);
+      case 'quantize':
+        return await quantizeCommand(rest, io);
       default:
-        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat (see 'llamats --help')\n`);
+        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat, inspect, convert, quantize (see 'llamats --help')\n`);
         return 2;
     }
   } catch (e) {

@@ -26,7 +26,7 @@
  */
 import * as fs from 'node:fs';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
-import { ByteReader, readFileBytes } from '../io/file.js';
+import { ByteReader, readFileBytes, statFile } from '../io/file.js';
 import { makeConfig, kvDim, type ModelConfig } from '../model/config.js';
 import { f32Matrix, q8Matrix, quantizeQ8, toF32, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model, ModelWeights } from '../model/weights.js';
@@ -38,6 +38,30 @@ const V12_HEADER_BYTES = 256;
 /** Read a llama2.c checkpoint of any version. Throws FileFormatError / UnsupportedModelError. */
 export function readLlama2cCheckpoint(path: string): Model {
   return parseLlama2cCheckpoint(readFileBytes(path), path);
+}
+
+/** The header of a llama2.c checkpoint, read without the weights (for `llamats inspect`). */
+export function readLlama2cHeader(path: string): { version: 0 | 1 | 2; config: ModelConfig; groupSize?: number; fileSize: number } {
+  const fileSize = statFile(path);
+  const head = new Uint8Array(Math.min(fileSize, V12_HEADER_BYTES));
+  const fd = fs.openSync(path, 'r');
+  try {
+    fs.readSync(fd, head, 0, head.length, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (fileSize < V0_HEADER_BYTES) throw new FileFormatError(path, `the file has ${fileSize} bytes; a llama2.c checkpoint has a header of at least 28 bytes`);
+  const r = new ByteReader(head, path);
+  if (r.u32('magic') !== LLAMA2C_MAGIC) {
+    r.offset = 0;
+    const h = readHeaderInts(r);
+    return { version: 0, fileSize, config: makeConfig(path, { ...h, vocabSize: Math.abs(h.vocabSize), sharedClassifier: h.vocabSize > 0 }) };
+  }
+  const version = r.i32('version');
+  if (version !== 1 && version !== 2) throw new UnsupportedModelError(`${path}: llama2.c checkpoint version ${version} is not supported; llamats reads versions 0, 1 (float32) and 2 (int8)`);
+  const h = readHeaderInts(r);
+  const config = makeConfig(path, { ...h, sharedClassifier: r.u8('shared_classifier') === 1 });
+  return version === 2 ? { version, fileSize, config, groupSize: r.i32('group_size') } : { version, fileSize, config };
 }
 
 export function parseLlama2cCheckpoint(bytes: Uint8Array, path: string): Model {
