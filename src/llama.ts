@@ -34,7 +34,7 @@ export interface GenerateOptions {
   topP?: number;
   logprobs?: boolean;
   echo?: boolean;
-  /** Tokens that end a row; default [eosId]. */
+  /** Tokens that end a row; default: the tokenizer's stop ids (Llama 3: <|end_of_text|> and <|eot_id|>), else [eosId]. */
   stopTokens?: number[];
   /** Restart the sampling generator from this seed for this call. */
   seed?: number;
@@ -98,7 +98,7 @@ export class Llama {
    */
   async generate(promptTokens: number[][], opts: GenerateOptions): Promise<{ tokens: number[][]; logprobs?: number[][] }> {
     const { maxGenLen, temperature = 0.6, topP = 0.9, logprobs = false, echo = false } = opts;
-    const stop = opts.stopTokens ?? [this.tokenizer.eosId];
+    const stop = opts.stopTokens ?? (this.tokenizer.stopIds?.length ? [...this.tokenizer.stopIds] : [this.tokenizer.eosId]);
     const vocab = this.model.config.vocabSize;
     const bsz = promptTokens.length;
     if (bsz === 0) return { tokens: [], ...(logprobs ? { logprobs: [] } : {}) };

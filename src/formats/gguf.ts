@@ -232,7 +232,7 @@ class FileCursor {
   }
 }
 
-const utf8 = new TextDecoder('utf-8');
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Read a GGUF file's header: metadata and tensor infos. Tensor data is not read. */
 export function readGgufHeader(path: string): GgufHeader {

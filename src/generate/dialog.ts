@@ -1,5 +1,14 @@
 /**
- * Dialogs and the Llama 2 chat format, as Meta's `Llama.chat_completion` builds the prompt:
+ * Dialogs and their prompt tokens, in three formats:
+ *   'llama2'   Meta's Llama 2 `chat_completion` (below)
+ *   'llama3'   Meta's Llama 3 `ChatFormat.encode_dialog_prompt`: <|begin_of_text|>, then per
+ *              message <|start_header_id|>{role}<|end_header_id|>\n\n{content stripped}<|eot_id|>,
+ *              then the assistant header; contents are plain text (special-token text in them
+ *              stays text); no role order is enforced (Meta enforces none)
+ *   'template' the tokenizer's own chat template (tokenizer_config.json / GGUF), or `template`,
+ *              or the built-in one for its family (generate/template.ts), rendered and encoded
+ *
+ * The Llama 2 chat format, as Meta's `Llama.chat_completion` builds the prompt:
  *
  *   a leading system message is folded into the first user message:
  *       "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + user
@@ -12,6 +21,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { applyChatTemplate, encodeRendered, specialId } from './template.js';
 
 export type Role = 'system' | 'user' | 'assistant';
 export interface Message {
@@ -48,10 +58,22 @@ function checkDialog(dialog: Dialog): void {
   });
 }
 
-/** The prompt tokens Meta's `chat_completion` builds for `dialog` (Llama 2 format). */
-export function encodeDialog(tokenizer: Tokenizer, dialog: Dialog, opts: { format: 'llama2' } = { format: 'llama2' }): number[] {
-  if (opts.format !== 'llama2') throw new InvalidArgumentError(`unknown dialog format '${String(opts.format)}'; supported: 'llama2'`, 'format');
+export type DialogFormat = 'llama2' | 'llama3' | 'template';
+export interface EncodeDialogOptions {
+  format: DialogFormat;
+  /** For 'template': a Jinja chat template to use instead of the tokenizer's. */
+  template?: string;
+}
+
+/** The prompt tokens for `dialog` in `format` (default 'llama2', Meta's Llama 2 `chat_completion`). */
+export function encodeDialog(tokenizer: Tokenizer, dialog: Dialog, opts: EncodeDialogOptions = { format: 'llama2' }): number[] {
+  if (!['llama2', 'llama3', 'template'].includes(opts.format)) throw new InvalidArgumentError(`unknown dialog format '${String(opts.format)}'; supported: 'llama2', 'llama3', 'template'`, 'format');
   checkDialog(dialog);
+  if (opts.format === 'llama3') return encodeLlama3Dialog(tokenizer, dialog);
+  if (opts.format === 'template') {
+    const text = applyChatTemplate(tokenizer, dialog, { addGenerationPrompt: true, ...(opts.template !== undefined ? { template: opts.template } : {}) });
+    return encodeRendered(tokenizer, text);
+  }
   let msgs = dialog;
   if (msgs[0]!.role === 'system') {
     if (msgs.length < 2) throw new InvalidArgumentError('a system message must be followed by a user message', 'dialog');
@@ -74,5 +96,20 @@ export function encodeDialog(tokenizer: Tokenizer, dialog: Dialog, opts: { forma
     tokens.push(...tokenizer.encode(text, { bos: true, eos: true }));
   }
   tokens.push(...tokenizer.encode(`${B_INST} ${pyStrip(last.content)} ${E_INST}`, { bos: true }));
+  return tokens;
+}
+
+/** Meta's Llama 3 `ChatFormat.encode_dialog_prompt` (see the file comment). */
+function encodeLlama3Dialog(tokenizer: Tokenizer, dialog: Dialog): number[] {
+  const special = (text: string) => {
+    const id = specialId(tokenizer, text);
+    if (id === undefined) throw new InvalidArgumentError(`the 'llama3' dialog format needs the special token ${text}, which this tokenizer lacks; use a Llama 3 tokenizer or format 'llama2'`, 'format');
+    return id;
+  };
+  const [start, end, eot] = [special('<|start_header_id|>'), special('<|end_header_id|>'), special('<|eot_id|>')];
+  const header = (role: string) => [start, ...tokenizer.encode(role), end, ...tokenizer.encode('\n\n')];
+  const tokens = [special('<|begin_of_text|>')];
+  for (const m of dialog) tokens.push(...header(m.role), ...tokenizer.encode(pyStrip(m.content)), eot);
+  tokens.push(...header('assistant'));
   return tokens;
 }

@@ -185,7 +185,7 @@ export class Llama2cTokenizer {
 
   /** The piece of `id` as text (byte pieces stay "<0xNN>"). */
   piece(id: number): string {
-    return new TextDecoder().decode(this.pieceBytes(id));
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(this.pieceBytes(id));
   }
 
   pieceBytes(id: number): Uint8Array {
@@ -229,7 +229,7 @@ export class Llama2cTokenizer {
  * characters, where run.c drops them.
  */
 export class TextStream {
-  private decoder = new TextDecoder('utf-8', { fatal: false });
+  private decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
   private readonly safePrint: boolean;
 
   constructor(opts: { safePrint?: boolean } = {}) {

@@ -518,6 +518,30 @@ export class SentencePieceTokenizer {
     return new SentencePieceTokenizer(readModelProto(bytes, path), path);
   }
 
+  /**
+   * A BPE model from its pieces alone (a GGUF `llama` vocabulary): byte fallback when it has
+   * BYTE pieces, no precompiled normalization, spaces kept as they are (llama.cpp's SPM
+   * tokenizer does not collapse them), a dummy prefix unless `addDummyPrefix` is false.
+   */
+  static fromPieces(
+    pieces: ReadonlyArray<{ piece: string; score: number; type: number }>,
+    opts: { addDummyPrefix?: boolean; unkPiece?: string; bosPiece?: string; eosPiece?: string; padPiece?: string } = {},
+    path = '<memory>',
+  ): SentencePieceTokenizer {
+    const normalizer = { ...defaultNormalizer(), name: 'identity', addDummyPrefix: opts.addDummyPrefix ?? true, removeExtraWhitespaces: false };
+    const trainer: TrainerSpec = {
+      modelType: 2,
+      byteFallback: pieces.some((p) => p.type === BYTE),
+      treatWhitespaceAsSuffix: false,
+      unkSurface: ' \u2047 ',
+      unkPiece: opts.unkPiece ?? '',
+      bosPiece: opts.bosPiece ?? '',
+      eosPiece: opts.eosPiece ?? '',
+      padPiece: opts.padPiece ?? '',
+    };
+    return new SentencePieceTokenizer({ pieces: pieces.map((p) => ({ ...p })), trainer, normalizer, denormalizer: undefined }, path);
+  }
+
   private constructor(m: ModelProto, path: string) {
     const bad: (msg: string) => never = (msg) => {
       throw new FileFormatError(path, `${msg}; expected a valid SentencePiece model (tokenizer.model)`);
