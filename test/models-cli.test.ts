@@ -101,3 +101,20 @@ test('convert/quantize/inspect refuse bad input with one clean line', (t) => {
   }
   assert.deepEqual(fs.readdirSync(dir), [], 'nothing written');
 });
+
+test('a byte-level tokenizer.json (Llama 3) written as GGUF metadata reads back as the same tokenizer', async (t) => {
+  const dir = shared(t, 'models/llama3-tokenizer');
+  const ref = shared(t, 'testdata/llama3_tokenizer_public.jsonl');
+  if (!dir || !ref) return;
+  const { tokenizerGgufMetadata } = await import('../src/formats/gguf-vocab.js');
+  const { tokenizerFromGgufMetadata, writeGguf } = await import('../src/index.js');
+  const hf = Tokenizer.load(dir);
+  const meta = tokenizerGgufMetadata(hf);
+  assert.equal(meta.get('tokenizer.ggml.pre')?.value, 'llama-bpe');
+  assert.ok(meta.has('tokenizer.chat_template'));
+  const file = path.join(tempDir(t), 'vocab.gguf');
+  writeGguf(file, { metadata: meta, tensors: [] });
+  const back = tokenizerFromGgufMetadata(readGgufHeader(file).metadata, file);
+  assert.equal(back.vocabSize, hf.vocabSize);
+  for (const c of readJsonl<{ text: string; ids: number[] }>(ref)) assert.deepEqual(back.encode(c.text), c.ids, c.text);
+});

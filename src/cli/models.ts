@@ -104,6 +104,8 @@ export function convertToGguf(input: string, output: string, opts: { type: strin
 }
 
 function tokenizerBeside(input: string): string {
+  // llama.cpp's converter prefers tokenizer.model (SentencePiece) where a directory has both
+  if (fs.statSync(input).isDirectory() && fs.existsSync(path.join(input, 'tokenizer.model'))) return path.join(input, 'tokenizer.model');
   if (fs.statSync(input).isDirectory() || input.endsWith('.gguf')) return defaultTokenizerPath(input);
   const t = path.join(path.dirname(input), 'tokenizer.bin');
   if (fs.existsSync(t)) return t;

@@ -8,9 +8,14 @@
  *   tokenizer.chat_template     string (when there is one)
  * llama2.c tokenizers are written the way llama.cpp's own llama2.c converter writes them (its
  * files in ../shared/models/stories260K/gguf are the reference): " " → "▁", ids 0–2 as
- * <unk>, <s>, </s>.
+ * <unk>, <s>, </s>. Byte-level BPE tokenizer.json files (Llama 3) become model "gpt2" with
+ *   tokenizer.ggml.merges  string[] "a b" by rank     tokenizer.ggml.pre  "llama-bpe" | "gpt-2"
+ * and types 1 normal, 3 control (special added tokens), 4 user-defined (other added tokens).
  */
-import { UnsupportedModelError } from '../errors.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FileFormatError, UnsupportedModelError } from '../errors.js';
+import { GPT2_PATTERN, HfTokenizer, LLAMA3_PATTERN } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
 import { SentencePieceTokenizer } from '../tokenizer/sentencepiece.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -43,8 +48,10 @@ export function tokenizerGgufMetadata(tokenizer: Tokenizer, chatTemplate?: strin
     types = Int32Array.from(tokenizer.types);
     unk = tokenizer.unkId;
     pad = tokenizer.padId;
+  } else if (tokenizer instanceof HfTokenizer) {
+    return hfGgufMetadata(tokenizer, chatTemplate ?? tokenizer.chatTemplate);
   } else {
-    throw new UnsupportedModelError('writing this tokenizer type into GGUF is not supported yet; llamats writes llama2.c and SentencePiece vocabularies');
+    throw new UnsupportedModelError('writing this tokenizer type into GGUF is not supported yet; llamats writes llama2.c, SentencePiece and byte-level BPE tokenizer.json vocabularies');
   }
   m.set('tokenizer.ggml.model', { type: 'string', value: 'llama' });
   m.set('tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: tokens });
@@ -54,6 +61,42 @@ export function tokenizerGgufMetadata(tokenizer: Tokenizer, chatTemplate?: strin
   m.set('tokenizer.ggml.bos_token_id', { type: 'u32', value: tokenizer.bosId });
   m.set('tokenizer.ggml.eos_token_id', { type: 'u32', value: tokenizer.eosId });
   if (pad >= 0) m.set('tokenizer.ggml.padding_token_id', { type: 'u32', value: pad });
+  if (chatTemplate) m.set('tokenizer.chat_template', { type: 'string', value: chatTemplate });
+  return m;
+}
+
+/** A byte-level BPE tokenizer.json (read again from its file) as llama.cpp's "gpt2" vocabulary. */
+function hfGgufMetadata(tok: HfTokenizer, chatTemplate: string | undefined): Map<string, GgufValue> {
+  const file = fs.statSync(tok.path).isDirectory() ? path.join(tok.path, 'tokenizer.json') : tok.path;
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    model?: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]>; byte_fallback?: boolean };
+    pre_tokenizer?: unknown;
+    added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
+  };
+  const model = j.model;
+  if (!model || model.type !== 'BPE' || !model.vocab || !model.merges) throw new FileFormatError(file, 'expected a BPE model with vocab and merges');
+  const pre = JSON.stringify(j.pre_tokenizer ?? null);
+  if (model.byte_fallback || !pre.includes('ByteLevel')) {
+    throw new UnsupportedModelError(`${file}: only byte-level BPE tokenizer.json files can be written as GGUF; for a SentencePiece-style one (Llama 2) convert with its tokenizer.model (-z)`);
+  }
+  const preName = pre.includes(JSON.stringify(LLAMA3_PATTERN).slice(1, -1)) ? 'llama-bpe' : pre.includes('Split') && !pre.includes(JSON.stringify(GPT2_PATTERN).slice(1, -1)) ? undefined : 'gpt-2';
+  if (!preName) throw new UnsupportedModelError(`${file}: its pre-tokenizer regex is neither Llama 3's nor GPT-2's; llama.cpp would need a matching tokenizer.ggml.pre`);
+  const tokens = new Array<string>(tok.vocabSize).fill('');
+  const types = new Int32Array(tok.vocabSize).fill(TYPE.normal);
+  for (const [t, id] of Object.entries(model.vocab)) tokens[id] = t;
+  for (const a of j.added_tokens ?? []) {
+    tokens[a.id] = a.content;
+    types[a.id] = a.special ? TYPE.control : 4;
+  }
+  const m = new Map<string, GgufValue>();
+  m.set('tokenizer.ggml.model', { type: 'string', value: 'gpt2' });
+  m.set('tokenizer.ggml.pre', { type: 'string', value: preName });
+  m.set('tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: tokens });
+  m.set('tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', value: types });
+  m.set('tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: model.merges.map((x) => (typeof x === 'string' ? x : x.join(' '))) });
+  m.set('tokenizer.ggml.bos_token_id', { type: 'u32', value: tok.bosId });
+  m.set('tokenizer.ggml.eos_token_id', { type: 'u32', value: tok.eosId });
+  m.set('tokenizer.ggml.add_bos_token', { type: 'bool', value: tok.addBos });
   if (chatTemplate) m.set('tokenizer.chat_template', { type: 'string', value: chatTemplate });
   return m;
 }
