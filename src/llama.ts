@@ -197,15 +197,25 @@ export class Llama {
     );
   }
 
-  /** Meta's `chat_completion` with the Llama 2 chat format (see generate/dialog.ts). */
+  /**
+   * Meta's `chat_completion`: the Llama 2 chat format (with its unsafe-tag check), or Llama 3's
+   * header format when the tokenizer has Llama 3's special tokens (see generate/dialog.ts).
+   */
   async chatCompletion(dialogs: Dialog[], opts: CompletionOptions = {}): Promise<ChatCompletion[]> {
-    const promptTokens = dialogs.map((d) => encodeDialog(this.tokenizer, d, { format: 'llama2' }));
-    const unsafe = dialogs.map(isUnsafeDialog);
+    const format = this.dialogFormat();
+    const promptTokens = dialogs.map((d) => encodeDialog(this.tokenizer, d, { format }));
+    const unsafe = dialogs.map((d) => format === 'llama2' && isUnsafeDialog(d));
     const r = await this.generate(promptTokens, this.completionArgs(opts));
     return r.tokens.map((t, i) => {
       const generation = { role: 'assistant' as const, content: unsafe[i] ? UNSAFE_ERROR : this.tokenizer.decode(t) };
       return r.logprobs ? { generation, tokens: t.map((x) => this.tokenizer.decode([x])), logprobs: r.logprobs[i]! } : { generation };
     });
+  }
+
+  /** 'llama3' when <|start_header_id|> is one special token of the vocabulary, else 'llama2'. */
+  dialogFormat(): 'llama2' | 'llama3' {
+    const ids = this.tokenizer.encode('<|start_header_id|>', { special: true });
+    return ids.length === 1 ? 'llama3' : 'llama2';
   }
 
   private completionArgs(opts: CompletionOptions & { echo?: boolean }): GenerateOptions {
