@@ -144,28 +144,32 @@ export class Llama {
     }
 
     let lastYield = performance.now();
-    for (let cur = minPrompt; cur < totalLen; cur++) {
-      for (let b = 0; b < bsz; b++) {
-        if (eosReached[b]) continue; // Meta keeps computing such rows; their output is cut at EOS anyway
-        const row = tokens[b]!;
-        const s = sessions[b]!;
-        let logits!: Float32Array;
-        for (let pos = fed[b]!; pos < cur; pos++) {
-          logits = s.forward(row[pos]!, pos);
-          if (logprobs && pos + 1 < cur) lps[b]![pos + 1] = logSoftmaxAt(logits, row[pos + 1]!);
+    try {
+      for (let cur = minPrompt; cur < totalLen; cur++) {
+        for (let b = 0; b < bsz; b++) {
+          if (eosReached[b]) continue; // Meta keeps computing such rows; their output is cut at EOS anyway
+          const row = tokens[b]!;
+          const s = sessions[b]!;
+          let logits!: Float32Array;
+          for (let pos = fed[b]!; pos < cur; pos++) {
+            logits = s.forward(row[pos]!, pos);
+            if (logprobs && pos + 1 < cur) lps[b]![pos + 1] = logSoftmaxAt(logits, row[pos + 1]!);
+          }
+          fed[b] = cur;
+          const inPrompt = cur < promptTokens[b]!.length;
+          const next = inPrompt ? row[cur]! : temperature > 0 ? metaSampleTopP(logits, vocab, temperature, topP, this.rng.nextF32(), scratch, probs) : argmax(logits, vocab);
+          row[cur] = next;
+          if (logprobs) lps[b]![cur] = logSoftmaxAt(logits, next);
+          if (!inPrompt && stop.includes(next)) eosReached[b] = true;
         }
-        fed[b] = cur;
-        const inPrompt = cur < promptTokens[b]!.length;
-        const next = inPrompt ? row[cur]! : temperature > 0 ? metaSampleTopP(logits, vocab, temperature, topP, this.rng.nextF32(), scratch, probs) : argmax(logits, vocab);
-        row[cur] = next;
-        if (logprobs) lps[b]![cur] = logSoftmaxAt(logits, next);
-        if (!inPrompt && stop.includes(next)) eosReached[b] = true;
+        if (eosReached.every(Boolean)) break;
+        if (performance.now() - lastYield > 25) {
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
       }
-      if (eosReached.every(Boolean)) break;
-      if (performance.now() - lastYield > 25) {
-        await new Promise((r) => setImmediate(r));
-        lastYield = performance.now();
-      }
+    } finally {
+      for (const s of sessions) s.dispose();
     }
 
     const outTokens: number[][] = [];

@@ -49,25 +49,29 @@ export async function chat(model: Model, tokenizer: Tokenizer, io: ChatIO, opts:
   let next = 0;
   let pos = 0;
   let text = new TextStream({ safePrint: true });
-  while (pos < steps) {
-    if (userTurn) {
-      let system: string | undefined;
-      if (pos === 0) system = opts.systemPrompt ?? (await io.readLine('Enter system prompt (optional): ')) ?? '';
-      const user = pos === 0 && opts.userPrompt !== undefined ? opts.userPrompt : await io.readLine('User: ');
-      if (user === null) break; // end of input
-      prompt = tokenizer.encode(renderLlama2Turn(user, pos === 0 ? system : undefined), { bos: true });
-      userIdx = 0;
-      userTurn = false;
-      io.write('Assistant: ');
-      text = new TextStream({ safePrint: true });
+  try {
+    while (pos < steps) {
+      if (userTurn) {
+        let system: string | undefined;
+        if (pos === 0) system = opts.systemPrompt ?? (await io.readLine('Enter system prompt (optional): ')) ?? '';
+        const user = pos === 0 && opts.userPrompt !== undefined ? opts.userPrompt : await io.readLine('User: ');
+        if (user === null) break; // end of input
+        prompt = tokenizer.encode(renderLlama2Turn(user, pos === 0 ? system : undefined), { bos: true });
+        userIdx = 0;
+        userTurn = false;
+        io.write('Assistant: ');
+        text = new TextStream({ safePrint: true });
+      }
+      const token = userIdx < prompt.length ? prompt[userIdx++]! : next;
+      if (token === eos) userTurn = true;
+      const logits = session.forward(token, pos);
+      next = sampler.sample(logits); // sampled at every step, like run.c, so that seeds agree
+      pos++;
+      if (userIdx >= prompt.length && next !== eos && !userTurn) io.write(text.push(tokenizer.tokenBytes(token, next)));
+      if (next === eos) io.write(text.flush() + '\n');
     }
-    const token = userIdx < prompt.length ? prompt[userIdx++]! : next;
-    if (token === eos) userTurn = true;
-    const logits = session.forward(token, pos);
-    next = sampler.sample(logits); // sampled at every step, like run.c, so that seeds agree
-    pos++;
-    if (userIdx >= prompt.length && next !== eos && !userTurn) io.write(text.push(tokenizer.tokenBytes(token, next)));
-    if (next === eos) io.write(text.flush() + '\n');
+  } finally {
+    session.dispose();
   }
   io.write(text.flush() + '\n');
 }

@@ -69,28 +69,32 @@ export async function* generate(
   let start = 0;
   let stopReason: GenerationResult['stopReason'] = 'steps';
   let lastYield = performance.now();
-  while (pos < steps) {
-    if (opts.signal?.aborted) {
-      stopReason = 'aborted';
-      break;
+  try {
+    while (pos < steps) {
+      if (opts.signal?.aborted) {
+        stopReason = 'aborted';
+        break;
+      }
+      const logits = session.forward(token, pos);
+      const fromPrompt = pos < prompt.length - 1;
+      const next = fromPrompt ? prompt[pos + 1]! : sampler.sample(logits);
+      pos++;
+      if (next === tokenizer.bosId) {
+        stopReason = 'bos';
+        break;
+      }
+      tokens.push(next);
+      yield { token: next, pos, fromPrompt, text: text.push(tokenizer.tokenBytes(token, next)) };
+      token = next;
+      if (start === 0) start = performance.now();
+      // let timers and I/O run now and then: the forward pass itself is synchronous
+      if (performance.now() - lastYield > 25) {
+        await new Promise((r) => setImmediate(r));
+        lastYield = performance.now();
+      }
     }
-    const logits = session.forward(token, pos);
-    const fromPrompt = pos < prompt.length - 1;
-    const next = fromPrompt ? prompt[pos + 1]! : sampler.sample(logits);
-    pos++;
-    if (next === tokenizer.bosId) {
-      stopReason = 'bos';
-      break;
-    }
-    tokens.push(next);
-    yield { token: next, pos, fromPrompt, text: text.push(tokenizer.tokenBytes(token, next)) };
-    token = next;
-    if (start === 0) start = performance.now();
-    // let timers and I/O run now and then: the forward pass itself is synchronous
-    if (performance.now() - lastYield > 25) {
-      await new Promise((r) => setImmediate(r));
-      lastYield = performance.now();
-    }
+  } finally {
+    session.dispose(); // the KV cache goes back to the backend now, also when the consumer stops early
   }
   const rest = text.flush();
   if (rest) yield { token: null, pos, fromPrompt: false, text: rest };

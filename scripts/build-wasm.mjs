@@ -1,0 +1,33 @@
+/**
+ * Compile the AssemblyScript kernels (asm/kernels.ts) into dist/src/backend/wasm/kernels.wasm,
+ * where src/backend/wasm/loader.ts finds it. Run by `npm run build` (and so by `npm ci`'s
+ * `prepare`); the .wasm is a build output, never committed.
+ *
+ * Flags: -O3 speed; SIMD (fixed-width v128, in every Node ≥ 16); the stub runtime, since the
+ * kernels never allocate; the memory is imported, so JavaScript creates it (up to 4 GiB) and owns
+ * every allocation in it.
+ */
+import asc from 'assemblyscript/asc';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const src = path.join(ROOT, 'asm/kernels.ts');
+const outFile = path.join(ROOT, 'dist/src/backend/wasm/kernels.wasm');
+fs.mkdirSync(path.dirname(outFile), { recursive: true });
+
+const { error, stderr } = await asc.main([
+  path.relative(process.cwd(), src),
+  '--outFile', path.relative(process.cwd(), outFile),
+  '-O3', '--noAssert',
+  '--runtime', 'stub',
+  '--importMemory',
+  '--enable', 'simd',
+]);
+if (error) {
+  console.error(stderr.toString());
+  console.error(`build-wasm: compiling ${src} failed: ${error.message}`);
+  process.exit(1);
+}
+console.error(`build-wasm: wrote ${path.relative(ROOT, outFile)} (${fs.statSync(outFile).size} bytes)`);

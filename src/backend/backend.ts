@@ -1,0 +1,178 @@
+/**
+ * The backend interface between the model code and the kernels, and the registry that picks one.
+ *
+ * A backend owns its memory: weights are uploaded to it once per model (`upload`), activations,
+ * KV cache and scratch are allocated in it once per session (`vector`), and the ops take those
+ * handles, never host arrays — so a GPU backend can implement the same interface with device
+ * buffers, and the model code (src/model/forward.ts) never imports a backend: it asks
+ * `openBackend(model, choice)` here.
+ *
+ *   ref   plain TypeScript (src/backend/ref/): the definition every other backend is held to
+ *   wasm  WebAssembly SIMD kernels compiled from asm/ (src/backend/wasm/), one thread
+ *
+ * The default (`auto`, or the LLAMATS_BACKEND environment variable) is the fastest backend that
+ * starts: wasm, which falls back to ref with a reason when it cannot (no SIMD, kernels not built,
+ * model larger than one 4 GiB WebAssembly memory). An op or weight type a backend has no kernel
+ * for is its own business: the wasm backend runs the reference op on views of its memory.
+ */
+import type { Matrix } from '../model/tensor.js';
+import type { Model } from '../model/weights.js';
+import type { AttentionShape } from './ref/ops.js';
+import { BackendUnavailableError } from './errors.js';
+import { createRefBackend, refBackend } from './ref/ref.js';
+import { createWasmBackend, wasmBackend } from './wasm/wasm.js';
+
+export type { AttentionShape } from './ref/ops.js';
+export { weightType } from './ref/ops.js';
+export { BackendUnavailableError } from './errors.js';
+
+export type BackendName = 'ref' | 'wasm';
+export type BackendChoice = BackendName | 'auto';
+export const BACKEND_NAMES: readonly BackendName[] = ['ref', 'wasm'];
+
+/** A float32 vector owned by a backend (activations, KV cache, norm gains). Opaque to the model code. */
+export interface Vector {
+  readonly length: number;
+}
+
+/** A weight matrix uploaded to a backend. `host` is the model's own matrix (for fallbacks and rows). */
+export interface Weight {
+  readonly rows: number;
+  readonly cols: number;
+  readonly host: Matrix;
+}
+
+/** The ops of the interface, as `supports` names them. */
+export type Op = 'matvec' | 'rmsnorm' | 'rope' | 'attention' | 'siluMul' | 'add' | 'softmax' | 'argmax';
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Whether `op` (for matvec: on weights of `weightType`, e.g. 'f32', 'q8', 'Q4_K') runs in this backend's own kernels. */
+  supports(op: Op, weightType?: string): boolean;
+
+  // memory: allocated once per model or session, never per token
+  /** A zero-filled vector, or a copy of `init`. */
+  vector(length: number, init?: Float32Array): Vector;
+  /** Place a weight matrix in the backend's memory (once per model). */
+  upload(m: Matrix): Weight;
+  /** Copy `src` into `dst` starting at element `offset`. */
+  write(dst: Vector, src: Float32Array, offset?: number): void;
+  /** The vector's contents as float32 (a view where the memory is host memory; reused by the next op). */
+  read(v: Vector): Float32Array;
+  /** Return a vector's memory now (otherwise when the vector is garbage-collected); the vector is dead after. */
+  free(v: Vector): void;
+  /** dst[dstOffset ..] = src (storing k and v into the cache). */
+  copy(dst: Vector, dstOffset: number, src: Vector): void;
+
+  // ops (shapes as in src/backend/ref/ops.ts, each op's definition)
+  /** out = row `row` of the token embedding table (read from the host matrix). */
+  embed(out: Vector, table: Matrix, row: number): void;
+  /** out = W · x. */
+  matvec(out: Vector, x: Vector, w: Weight): void;
+  rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void;
+  /** RoPE on v[0..n) with this position's angles (headDim / 2 each). */
+  rope(v: Vector, n: number, headDim: number, cos: Vector, sin: Vector): void;
+  attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, shape: AttentionShape): void;
+  /** a = silu(a) * b. */
+  siluMul(a: Vector, b: Vector): void;
+  /** x += y. */
+  add(x: Vector, y: Vector): void;
+  softmax(x: Vector, n: number): void;
+  argmax(x: Vector, n: number): number;
+}
+
+/** A model's weights uploaded to one backend: what the forward pass runs on. */
+export interface BackendModel {
+  readonly backend: Backend;
+  /** Why the requested backend is not the one running, when it is not. */
+  readonly fallbackReason?: string;
+  readonly tokenEmbedding: Matrix; // (vocabSize, dim) rows are read on the host
+  readonly layers: ReadonlyArray<{
+    readonly attnNorm: Vector;
+    readonly wq: Weight;
+    readonly wk: Weight;
+    readonly wv: Weight;
+    readonly wo: Weight;
+    readonly ffnNorm: Vector;
+    readonly w1: Weight;
+    readonly w2: Weight;
+    readonly w3: Weight;
+  }>;
+  readonly finalNorm: Vector;
+  readonly classifier: Weight;
+}
+
+/** What a backend must be sized for when it is not made for one model (tests, tools). */
+export interface BackendSizing {
+  /** The longest row (columns) of any matrix it will multiply. */
+  readonly maxCols: number;
+  /** Bytes of the weights that will be uploaded. */
+  readonly weightBytes: number;
+}
+
+const FACTORIES: Record<BackendName, { forModel: (model: Model) => Backend; sized: (s: BackendSizing) => Backend }> = {
+  ref: { forModel: createRefBackend, sized: (s) => refBackend(s.maxCols) },
+  wasm: { forModel: createWasmBackend, sized: wasmBackend },
+};
+
+/** A bare backend (no model uploaded), e.g. for the conformance suite; throws BackendUnavailableError. */
+export function createBackend(name: BackendName, sizing: BackendSizing): Backend {
+  return FACTORIES[name].sized(sizing);
+}
+
+/** The default choice: LLAMATS_BACKEND when set to a backend name, else auto. */
+export function defaultBackendChoice(env: NodeJS.ProcessEnv = process.env): BackendChoice {
+  const v = env.LLAMATS_BACKEND;
+  return v === 'ref' || v === 'wasm' || v === 'auto' ? v : 'auto';
+}
+
+const opened = new WeakMap<Model, Map<BackendName, BackendModel>>();
+
+/**
+ * The model's weights on the chosen backend, uploaded on first use and shared by every session
+ * of the model. A backend that cannot start falls back to ref, with `fallbackReason` set.
+ */
+export function openBackend(model: Model, choice: BackendChoice = defaultBackendChoice()): BackendModel {
+  const name: BackendName = choice === 'auto' ? 'wasm' : choice;
+  let perModel = opened.get(model);
+  if (!perModel) opened.set(model, (perModel = new Map()));
+  const have = perModel.get(name);
+  if (have) return have;
+  let bm: BackendModel;
+  try {
+    bm = uploadModel(FACTORIES[name].forModel(model), model);
+  } catch (e) {
+    if (name === 'ref' || !(e instanceof BackendUnavailableError)) throw e;
+    bm = { ...openBackend(model, 'ref'), fallbackReason: `${name} backend unavailable: ${e.message}` };
+  }
+  perModel.set(name, bm);
+  return bm;
+}
+
+/** Upload every tensor the forward pass uses (a matrix shared by two fields is uploaded once). */
+function uploadModel(backend: Backend, model: Model): BackendModel {
+  const w = model.weights;
+  const seen = new Map<Matrix, Weight>();
+  const up = (m: Matrix): Weight => {
+    let u = seen.get(m);
+    if (!u) seen.set(m, (u = backend.upload(m)));
+    return u;
+  };
+  return {
+    backend,
+    tokenEmbedding: w.tokenEmbedding,
+    layers: w.layers.map((l) => ({
+      attnNorm: backend.vector(l.attnNorm.length, l.attnNorm),
+      wq: up(l.wq),
+      wk: up(l.wk),
+      wv: up(l.wv),
+      wo: up(l.wo),
+      ffnNorm: backend.vector(l.ffnNorm.length, l.ffnNorm),
+      w1: up(l.w1),
+      w2: up(l.w2),
+      w3: up(l.w3),
+    })),
+    finalNorm: backend.vector(w.finalNorm.length, w.finalNorm),
+    classifier: up(w.classifier),
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * Finds and compiles the kernels' WebAssembly module (built from asm/kernels.ts by
+ * scripts/build-wasm.mjs next to this file in dist/), once per process. Synchronous, so that a
+ * Session can be created without await (Node compiles modules of any size synchronously).
+ */
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BackendUnavailableError } from '../errors.js';
+
+/** The exports of asm/kernels.ts: pointers are byte offsets into the imported memory. */
+export interface Kernels {
+  heapBase(): number;
+  matvecF32(out: number, x: number, w: number, rows: number, cols: number): void;
+  matvecHalf(out: number, x: number, w: number, rows: number, cols: number, bf16: number): void;
+  quantizeGroups(xq: number, xs: number, x: number, n: number, gs: number): void;
+  matvecQ8Groups(out: number, xq: number, xs: number, wq: number, ws: number, rows: number, cols: number, gs: number): void;
+  quantizeBlocks32(xq: number, xs: number, xb: number, x: number, n: number): void;
+  matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  matvecQ4_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matvecQ6_K(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  rmsnorm(o: number, x: number, weight: number, n: number, eps: number): void;
+  softmax(x: number, n: number): void;
+  argmax(x: number, n: number): number;
+  rope(v: number, n: number, headDim: number, cos: number, sin: number): void;
+  siluMul(a: number, b: number, n: number): void;
+  add(x: number, y: number, n: number): void;
+  attention(out: number, q: number, kc: number, vc: number, att: number, pos: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number): void;
+}
+
+/**
+ * The few parts of the WebAssembly JS API used here, typed locally (the project's lib settings
+ * have no WebAssembly types; declaring them globally could clash with @types/node later).
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+  Memory: new (desc: { initial: number; maximum: number }) => WasmMemory;
+}
+/** The engine's WebAssembly object, or undefined where it has none. */
+export const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+const WASM_FILE = new URL('./kernels.wasm', import.meta.url);
+let compiled: object | BackendUnavailableError | undefined;
+
+/** The compiled module, or a BackendUnavailableError saying why there is none. */
+export function kernelModule(): object {
+  if (compiled === undefined) compiled = compile();
+  if (compiled instanceof BackendUnavailableError) throw compiled;
+  return compiled;
+}
+
+function compile(): object | BackendUnavailableError {
+  if (!wasmApi) return new BackendUnavailableError('this JavaScript engine has no WebAssembly');
+  const file = fileURLToPath(WASM_FILE);
+  if (!fs.existsSync(file)) return new BackendUnavailableError(`${file} is missing: build the kernels with \`npm run build\``);
+  const bytes = fs.readFileSync(file);
+  try {
+    return new wasmApi.Module(bytes);
+  } catch (e) {
+    return new BackendUnavailableError(`this JavaScript engine cannot compile the WebAssembly SIMD kernels (${(e as Error).message})`);
+  }
+}
+
+/** Instantiate the kernels over `memory`. */
+export function instantiateKernels(memory: WasmMemory): Kernels {
+  const instance = new wasmApi!.Instance(kernelModule(), {
+    env: {
+      memory,
+      abort: () => {
+        throw new Error('internal: a WebAssembly kernel aborted');
+      },
+    },
+  });
+  return instance.exports as unknown as Kernels;
+}

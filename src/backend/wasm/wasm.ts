@@ -1,0 +1,279 @@
+/**
+ * The `wasm` backend: WebAssembly SIMD kernels (asm/kernels.ts), one thread.
+ *
+ * Memory: one WasmMemory per model (at most 4 GiB in Node 20), allocated from here by a
+ * small first-fit heap. When the backend is created for a model, every weight matrix with a
+ * kernel is copied into it once (phase 1: a copy next to the loader's buffer; loaders should later
+ * read tensors straight into this memory); a model whose weights do not fit is refused with a
+ * reason, and the registry falls back to ref. Sessions allocate their activations, KV cache and
+ * scratch here once; a vector's block returns to the heap when the vector is garbage-collected.
+ *
+ * Per token, the TypeScript side only passes pointers: the time goes into the kernels, mostly the
+ * matrix-vector products. Weight types without a kernel (Q4_1, Q5_K, …) run the reference op on
+ * float32 views of this memory.
+ */
+import type { Model } from '../../model/weights.js';
+import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
+import { GGML_TYPE } from '../../quant/ggml.js';
+import type { AttentionShape, Backend, Op, Vector, Weight } from '../backend.js';
+import { BackendUnavailableError } from '../errors.js';
+import * as ops from '../ref/ops.js';
+import { instantiateKernels, kernelModule, wasmApi, type Kernels, type WasmMemory } from './loader.js';
+
+const PAGE = 65536;
+const MAX_PAGES = 65536; // 4 GiB: the most one WebAssembly memory can hold in Node 20
+const ALIGN = 64;
+
+/** Matrix-vector kernels, by weight type (see asm/kernels.ts). */
+type Kind = 'f32' | 'f16' | 'bf16' | 'q8' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
+const GGML_KINDS = new Map<number, Kind>([
+  [GGML_TYPE.Q8_0, 'Q8_0'],
+  [GGML_TYPE.Q4_0, 'Q4_0'],
+  [GGML_TYPE.Q4_K, 'Q4_K'],
+  [GGML_TYPE.Q6_K, 'Q6_K'],
+]);
+
+function kindOf(m: Matrix): Kind | undefined {
+  return m.type === 'ggml' ? GGML_KINDS.get(m.ggmlType) : m.type;
+}
+
+/** The weight types with a matvec kernel here. */
+export const WASM_WEIGHT_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'q8', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
+
+class WasmVector implements Vector {
+  view: Float32Array;
+  constructor(readonly ptr: number, readonly length: number, buffer: ArrayBuffer) {
+    this.view = new Float32Array(buffer, ptr, length);
+  }
+}
+
+interface WasmWeight extends Weight {
+  readonly kind: Kind | undefined; // undefined: no kernel, the reference op runs on the host matrix
+  readonly ptr: number; // the matrix (q8: its int8 values)
+  readonly sPtr: number; // q8: its scales
+}
+
+/** First-fit allocator over the memory, growing it as needed, never past 4 GiB. */
+class Heap {
+  private free: Array<{ ptr: number; size: number }> = []; // sorted by ptr, coalesced
+  private top: number;
+  constructor(readonly memory: WasmMemory, base: number) {
+    this.top = roundUp(base, ALIGN);
+  }
+
+  alloc(bytes: number): number {
+    const size = roundUp(Math.max(bytes, 1), ALIGN);
+    const i = this.free.findIndex((b) => b.size >= size);
+    if (i >= 0) {
+      const b = this.free[i]!;
+      const ptr = b.ptr;
+      if (b.size === size) this.free.splice(i, 1);
+      else this.free[i] = { ptr: b.ptr + size, size: b.size - size };
+      new Uint8Array(this.memory.buffer, ptr, size).fill(0);
+      return ptr;
+    }
+    const ptr = this.top;
+    const need = Math.ceil((ptr + size) / PAGE) - this.memory.buffer.byteLength / PAGE;
+    if (need > 0) {
+      const pages = this.memory.buffer.byteLength / PAGE + need;
+      if (pages > MAX_PAGES) {
+        throw new BackendUnavailableError(`it needs ${formatMiB(ptr + size)} of WebAssembly memory, more than the 4 GiB one memory can hold`);
+      }
+      this.memory.grow(need); // fresh pages are zero
+    }
+    this.top = ptr + size;
+    return ptr;
+  }
+
+  release(ptr: number, bytes: number): void {
+    const size = roundUp(Math.max(bytes, 1), ALIGN);
+    let i = this.free.findIndex((b) => b.ptr > ptr);
+    if (i < 0) i = this.free.length;
+    this.free.splice(i, 0, { ptr, size });
+    // merge with the next, then the previous block; a block ending at the top lowers the top
+    const next = this.free[i + 1];
+    if (next && ptr + size === next.ptr) this.free.splice(i + 1, 1), (this.free[i]!.size += next.size);
+    const prev = this.free[i - 1];
+    if (prev && prev.ptr + prev.size === ptr) prev.size += this.free[i]!.size, this.free.splice(i, 1), i--;
+    const last = this.free.at(-1);
+    if (last && last.ptr + last.size === this.top) this.top = last.ptr, this.free.pop();
+  }
+}
+
+const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
+const formatMiB = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+
+/** Bytes the backend will copy into its memory for `model` (the matrices with a kernel). */
+export function wasmWeightBytes(model: Model): number {
+  const w = model.weights;
+  const mats = new Set<Matrix>([w.classifier, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])]);
+  let bytes = 0;
+  for (const m of mats) if (kindOf(m)) bytes += roundUp(matrixBytes(m), ALIGN) + ALIGN;
+  return bytes;
+}
+
+export function createWasmBackend(model: Model): Backend {
+  const c = model.config;
+  return wasmBackend({ maxCols: Math.max(c.dim, c.hiddenDim), weightBytes: wasmWeightBytes(model) });
+}
+
+/**
+ * A wasm backend for matrices of at most `maxCols` columns, its memory sized up front for
+ * `weightBytes` of uploads. Throws BackendUnavailableError when it cannot start.
+ */
+export function wasmBackend(opts: { maxCols: number; weightBytes: number }): Backend {
+  kernelModule(); // throws the reason when there is no WebAssembly or the kernels are missing
+  if (opts.weightBytes > MAX_PAGES * PAGE - 64 * 2 ** 20) {
+    throw new BackendUnavailableError(
+      `the model's weights need ${formatMiB(opts.weightBytes)}, more than one 4 GiB WebAssembly memory holds next to activations and KV cache (phase 1 keeps all weights in one memory)`,
+    );
+  }
+  // one growth for the weights, so the upload does not reallocate the memory many times
+  const memory = new wasmApi!.Memory({ initial: Math.ceil((opts.weightBytes + 4 * 2 ** 20) / PAGE), maximum: MAX_PAGES });
+  return new WasmBackend(memory, instantiateKernels(memory), opts.maxCols);
+}
+
+class WasmBackend implements Backend {
+  readonly name = 'wasm' as const;
+  private readonly heap: Heap;
+  private readonly freed: FinalizationRegistry<{ ptr: number; bytes: number }>;
+  // quantized activations, once per product: values (q8: int8; ggml: int16), float32 scales, int32 block sums
+  private readonly xq: number;
+  private readonly xs: number;
+  private readonly xb: number;
+  // the reference op's scratch, for weight types without a kernel
+  private readonly refScratch: ops.QuantizedScratch;
+
+  constructor(readonly memory: WasmMemory, private readonly k: Kernels, maxCols: number) {
+    this.heap = new Heap(memory, Math.max(k.heapBase() >>> 0, 1024));
+    const heap = this.heap;
+    this.freed = new FinalizationRegistry(({ ptr, bytes }) => heap.release(ptr, bytes));
+    const n = roundUp(maxCols, 256);
+    this.xq = this.heap.alloc(2 * n);
+    this.xs = this.heap.alloc(4 * n); // one scale per group; q8 groups may be as small as 4
+    this.xb = this.heap.alloc(n / 8);
+    this.refScratch = { q: new Int8Array(n), s: new Float32Array(n) };
+  }
+
+  supports(op: Op, weightType?: string): boolean {
+    return op !== 'matvec' || (weightType !== undefined && WASM_WEIGHT_TYPES.includes(weightType));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // memory
+
+  vector(length: number, init?: Float32Array): Vector {
+    const bytes = 4 * length;
+    const v = new WasmVector(this.heap.alloc(bytes), length, this.memory.buffer);
+    this.freed.register(v, { ptr: v.ptr, bytes }, v);
+    if (init) this.view(v).set(init);
+    return v;
+  }
+
+  upload(m: Matrix): WasmWeight {
+    const kind = kindOf(m);
+    const w: WasmWeight = { rows: m.rows, cols: m.cols, host: m, kind, ptr: 0, sPtr: 0 };
+    if (!kind) return w;
+    const copy = (src: ArrayBufferView): number => {
+      const ptr = this.heap.alloc(src.byteLength);
+      new Uint8Array(this.memory.buffer, ptr, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+      return ptr;
+    };
+    if (m.type === 'q8') return { ...w, ptr: copy(m.q), sPtr: copy(m.s) } satisfies WasmWeight;
+    return { ...w, ptr: copy(m.data) } satisfies WasmWeight;
+  }
+
+  /** A float32 view of the vector, remade when the memory has grown (growing detaches old views). */
+  private view(v: Vector): Float32Array {
+    const wv = v as WasmVector;
+    if (wv.view.buffer !== this.memory.buffer) wv.view = new Float32Array(this.memory.buffer, wv.ptr, wv.length);
+    return wv.view;
+  }
+
+  free(v: Vector): void {
+    const wv = v as WasmVector;
+    if (this.freed.unregister(wv)) this.heap.release(wv.ptr, 4 * wv.length);
+  }
+
+  write(dst: Vector, src: Float32Array, offset = 0): void {
+    this.view(dst).set(src, offset);
+  }
+
+  read(v: Vector): Float32Array {
+    return this.view(v);
+  }
+
+  copy(dst: Vector, dstOffset: number, src: Vector): void {
+    const s = src as WasmVector;
+    const d = dst as WasmVector;
+    if (dstOffset + s.length > d.length) throw new Error(`internal: copy of ${s.length} floats at ${dstOffset} into ${d.length}`);
+    new Uint8Array(this.memory.buffer).copyWithin(d.ptr + 4 * dstOffset, s.ptr, s.ptr + 4 * s.length);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ops
+
+  embed(out: Vector, table: Matrix, row: number): void {
+    readRow(table, row, this.view(out));
+  }
+
+  matvec(out: Vector, x: Vector, w: Weight): void {
+    const { k } = this;
+    const o = (out as WasmVector).ptr;
+    const xp = (x as WasmVector).ptr;
+    const { kind, ptr, rows, cols } = w as WasmWeight;
+    switch (kind) {
+      case 'f32':
+        return k.matvecF32(o, xp, ptr, rows, cols);
+      case 'f16':
+      case 'bf16':
+        return k.matvecHalf(o, xp, ptr, rows, cols, kind === 'bf16' ? 1 : 0);
+      case 'q8': {
+        const gs = (w.host as { groupSize: number }).groupSize;
+        k.quantizeGroups(this.xq, this.xs, xp, cols, gs);
+        return k.matvecQ8Groups(o, this.xq, this.xs, ptr, (w as WasmWeight).sPtr, rows, cols, gs);
+      }
+      case 'Q8_0':
+      case 'Q4_0':
+      case 'Q4_K':
+      case 'Q6_K':
+        k.quantizeBlocks32(this.xq, this.xs, this.xb, xp, cols);
+        if (kind === 'Q8_0') return k.matvecQ8_0(o, this.xq, this.xs, ptr, rows, cols);
+        if (kind === 'Q4_0') return k.matvecQ4_0(o, this.xq, this.xs, ptr, rows, cols);
+        if (kind === 'Q4_K') return k.matvecQ4_K(o, this.xq, this.xs, this.xb, ptr, rows, cols);
+        return k.matvecQ6_K(o, this.xq, this.xs, ptr, rows, cols);
+      case undefined:
+        return ops.matmul(this.view(out), this.view(x), w.host, this.refScratch);
+    }
+  }
+
+  rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void {
+    this.k.rmsnorm(ptr(out), ptr(x), ptr(weight), x.length, eps);
+  }
+
+  rope(v: Vector, n: number, headDim: number, cos: Vector, sin: Vector): void {
+    this.k.rope(ptr(v), n, headDim, ptr(cos), ptr(sin));
+  }
+
+  attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, s: AttentionShape): void {
+    this.k.attention(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+  }
+
+  siluMul(a: Vector, b: Vector): void {
+    this.k.siluMul(ptr(a), ptr(b), a.length);
+  }
+
+  add(x: Vector, y: Vector): void {
+    this.k.add(ptr(x), ptr(y), x.length);
+  }
+
+  softmax(x: Vector, n: number): void {
+    this.k.softmax(ptr(x), n);
+  }
+
+  argmax(x: Vector, n: number): number {
+    return this.k.argmax(ptr(x), n);
+  }
+}
+
+const ptr = (v: Vector) => (v as WasmVector).ptr;

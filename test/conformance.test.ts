@@ -1,0 +1,304 @@
+/**
+ * Backend conformance, after llama.cpp's test-backend-ops: every op × weight type × awkward shape
+ * (one row, odd sizes, not multiples of 4 or 32, long rows) on seeded random inputs, each backend
+ * against the reference (`ref`, src/backend/ref/ops.ts) by normalized MSE
+ * (nmse = mse(ref, got) / mse(ref, 0)) with a bound per weight type. A weight type a backend has
+ * no kernel for is reported as a skip with the reason, never as a pass. Then whole models: the
+ * greedy golden outputs of run.c, and random models with every weight type.
+ *
+ * Bounds: float weights (f32, f16, bf16) differ from ref only by float32 sums in SIMD lanes
+ * against ref's float64 (≈1e-13); llama2.c q8 quantizes the activations exactly as ref does
+ * (runq.c) and differs by float32 scaling; for the ggml types the wasm backend quantizes the
+ * activations to int16 blocks of 32 (llama.cpp uses int8, which gives ≈3e-4 here; ref multiplies
+ * float32 activations), ≈1e-9 per product and ≈1e-8 on a model's logits.
+ */
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { BACKEND_NAMES, BackendUnavailableError, createBackend, type Backend, type BackendName } from '../src/backend/backend.js';
+import { ropeAngles } from '../src/backend/ref/ops.js';
+import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/index.js';
+import { f32Matrix, ggmlMatrix, half16Matrix, q8Matrix, quantizeQ8, type Matrix } from '../src/model/tensor.js';
+import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
+import { nmse, readJsonl, seededRandom, shared } from './helpers.js';
+
+const OTHERS = BACKEND_NAMES.filter((n): n is Exclude<BackendName, 'ref'> => n !== 'ref');
+
+/** Weight types: the bound on NMSE against ref, and the (rows, cols) shapes each is tried on. */
+const WEIGHT_CASES: Array<{ type: string; bound: number; shapes: Array<[number, number]> }> = [
+  { type: 'f32', bound: 1e-10, shapes: [[1, 1], [1, 7], [3, 5], [7, 33], [17, 67], [33, 128], [5, 4096], [2, 4099]] },
+  { type: 'f16', bound: 1e-10, shapes: [[1, 1], [1, 7], [3, 5], [7, 33], [17, 67], [5, 4096], [2, 4099]] },
+  { type: 'bf16', bound: 1e-10, shapes: [[1, 1], [1, 7], [3, 5], [7, 33], [17, 67], [5, 4096], [2, 4099]] },
+  { type: 'q8:4', bound: 1e-10, shapes: [[1, 4], [3, 12], [5, 36], [2, 4100]] },
+  { type: 'q8:24', bound: 1e-10, shapes: [[1, 24], [3, 72], [2, 4104]] },
+  { type: 'q8:32', bound: 1e-10, shapes: [[1, 32], [3, 96], [2, 4096]] },
+  { type: 'q8:64', bound: 1e-10, shapes: [[1, 64], [7, 192], [3, 4096], [1, 11008]] },
+  { type: 'Q8_0', bound: 5e-8, shapes: [[1, 32], [3, 96], [7, 160], [5, 4096], [2, 11008]] },
+  { type: 'Q4_0', bound: 5e-8, shapes: [[1, 32], [3, 96], [7, 160], [5, 4096], [2, 11008]] },
+  { type: 'Q4_K', bound: 5e-8, shapes: [[1, 256], [3, 512], [5, 4096], [2, 11008]] },
+  { type: 'Q6_K', bound: 5e-8, shapes: [[1, 256], [3, 512], [5, 4096], [2, 11008]] },
+  // types without a wasm kernel: reported as skipped (the backend runs the reference op)
+  { type: 'Q5_K', bound: 5e-8, shapes: [[2, 256]] },
+  { type: 'Q4_1', bound: 5e-8, shapes: [[2, 64]] },
+];
+
+/** Bound for the small ops: ref's rounding is followed step by step, so ≈0 or an ulp of exp. */
+const OP_BOUND = 1e-12;
+
+function randomArray(rnd: () => number, n: number, scale = 1): Float32Array {
+  // sums of uniforms: roughly normal, with the occasional large value quantizers must handle
+  return Float32Array.from({ length: n }, () => scale * (rnd() + rnd() + rnd() - 1.5));
+}
+
+/** A random matrix of `type` ('f32', 'f16', 'bf16', 'q8:GS', or a ggml type name). */
+function randomMatrix(type: string, rows: number, cols: number, rnd: () => number): Matrix {
+  const v = randomArray(rnd, rows * cols);
+  return toType(type, v, rows, cols);
+}
+
+function toType(type: string, v: Float32Array, rows: number, cols: number): Matrix {
+  if (type === 'f32') return f32Matrix(v, rows, cols);
+  if (type === 'f16' || type === 'bf16') return half16Matrix(type, Uint16Array.from(v, type === 'f16' ? f32ToF16 : f32ToBf16), rows, cols);
+  if (type.startsWith('q8:')) {
+    const gs = Number(type.slice(3));
+    const { q, s } = quantizeQ8(v, gs);
+    return q8Matrix(q, s, rows, cols, gs);
+  }
+  const id = GGML_TYPE[type as keyof typeof GGML_TYPE];
+  const data = new Uint8Array(rows * quantizeRow(id, v.subarray(0, cols), cols).length);
+  let at = 0;
+  for (let r = 0; r < rows; r++) {
+    const row = quantizeRow(id, v.subarray(r * cols, (r + 1) * cols), cols);
+    data.set(row, at);
+    at += row.length;
+  }
+  return ggmlMatrix(id, data, rows, cols);
+}
+
+function backends(name: BackendName, maxCols: number): { ref: Backend; be: Backend } {
+  const sizing = { maxCols, weightBytes: 64 * 2 ** 20 };
+  return { ref: createBackend('ref', sizing), be: createBackend(name, sizing) };
+}
+
+/** Run `op` on both backends with the same host inputs; returns the outputs (copies). */
+function both(b: { ref: Backend; be: Backend }, op: (b: Backend) => Float32Array): [Float32Array, Float32Array] {
+  return [Float32Array.from(op(b.ref)), Float32Array.from(op(b.be))];
+}
+
+function check(t: TestContext, what: string, ref: Float32Array, got: Float32Array, bound: number): number {
+  assert.equal(got.length, ref.length);
+  const e = ref.every((v) => v === 0) ? (got.every((v) => v === 0) ? 0 : Infinity) : nmse(ref, got);
+  assert.ok(e <= bound, `${what}: nmse ${e} > ${bound}`);
+  t.diagnostic(`${what}: nmse ${e.toExponential(2)}`);
+  return e;
+}
+
+for (const name of OTHERS) {
+  test(`${name} backend starts (a build that cannot run its kernels fails here, not silently)`, () => {
+    try {
+      createBackend(name, { maxCols: 16, weightBytes: 0 });
+    } catch (e) {
+      if (e instanceof BackendUnavailableError) assert.fail(`${name} backend unavailable: ${e.message}`);
+      throw e;
+    }
+  });
+
+  for (const wc of WEIGHT_CASES) {
+    test(`${name} vs ref: matvec ${wc.type}`, async (t) => {
+      const typeName = wc.type.startsWith('q8:') ? 'q8' : wc.type;
+      const probe = createBackend(name, { maxCols: 16, weightBytes: 0 });
+      if (!probe.supports('matvec', typeName)) {
+        t.skip(`not supported: the ${name} backend has no ${typeName} kernel and runs the reference op`);
+        return;
+      }
+      const rnd = seededRandom(0xc0ffee ^ wc.type.length);
+      let worst = 0;
+      for (const [rows, cols] of wc.shapes) {
+        const m = randomMatrix(wc.type, rows, cols, rnd);
+        const x = randomArray(rnd, cols);
+        const b = backends(name, cols);
+        const [r, g] = both(b, (be) => {
+          const out = be.vector(rows);
+          be.matvec(out, be.vector(cols, x), be.upload(m));
+          return be.read(out);
+        });
+        worst = Math.max(worst, check(t, `${wc.type} ${rows}x${cols}`, r, g, wc.bound));
+      }
+      t.diagnostic(`${wc.type}: worst nmse ${worst.toExponential(2)} (bound ${wc.bound})`);
+    });
+  }
+
+  test(`${name} vs ref: rmsnorm, add, siluMul, softmax, argmax on odd and long vectors`, (t) => {
+    const rnd = seededRandom(7);
+    for (const n of [1, 3, 7, 64, 4097]) {
+      const b = backends(name, n);
+      const x = randomArray(rnd, n, 3);
+      const y = randomArray(rnd, n, 3);
+      const g = randomArray(rnd, n);
+      check(t, `rmsnorm ${n}`, ...both(b, (be) => {
+        const out = be.vector(n);
+        be.rmsnorm(out, be.vector(n, x), be.vector(n, g), 1e-5);
+        return be.read(out);
+      }), OP_BOUND);
+      check(t, `rmsnorm in place ${n}`, ...both(b, (be) => {
+        const v = be.vector(n, x);
+        be.rmsnorm(v, v, be.vector(n, g), 1e-6);
+        return be.read(v);
+      }), OP_BOUND);
+      check(t, `add ${n}`, ...both(b, (be) => {
+        const v = be.vector(n, x);
+        be.add(v, be.vector(n, y));
+        return be.read(v);
+      }), 0);
+      check(t, `siluMul ${n}`, ...both(b, (be) => {
+        const v = be.vector(n, x);
+        be.siluMul(v, be.vector(n, y));
+        return be.read(v);
+      }), OP_BOUND);
+      check(t, `softmax ${n} (first n-1)`, ...both(b, (be) => {
+        const v = be.vector(n, x);
+        be.softmax(v, Math.max(1, n - 1));
+        return be.read(v);
+      }), OP_BOUND);
+      const withTies = Float32Array.from(x, (v, i) => (i % 5 === 3 ? 100 : v));
+      const am = both(b, (be) => Float32Array.of(be.argmax(be.vector(n, withTies), n), be.argmax(be.vector(n, x), n)));
+      assert.deepEqual(am[1], am[0], `argmax ${n}`);
+    }
+  });
+
+  test(`${name} vs ref: rope for head sizes 2 … 128 at positions 0 … 4000`, (t) => {
+    const rnd = seededRandom(11);
+    for (const [n, headDim, pos] of [[2, 2, 0], [12, 4, 1], [48, 12, 17], [256, 64, 255], [4096, 128, 4000]] as const) {
+      const cos = new Float32Array(headDim / 2);
+      const sin = new Float32Array(headDim / 2);
+      ropeAngles(pos, headDim, 10000, cos, sin);
+      const v = randomArray(rnd, n);
+      const b = backends(name, n);
+      check(t, `rope n=${n} headDim=${headDim} pos=${pos}`, ...both(b, (be) => {
+        const x = be.vector(n, v);
+        be.rope(x, n, headDim, be.vector(headDim / 2, cos), be.vector(headDim / 2, sin));
+        return be.read(x);
+      }), OP_BOUND);
+    }
+  });
+
+  test(`${name} vs ref: attention over the KV cache (grouped-query, odd head sizes, long contexts)`, (t) => {
+    const rnd = seededRandom(13);
+    const shapes = [
+      { nHeads: 1, nKvHeads: 1, headDim: 4 },
+      { nHeads: 6, nKvHeads: 2, headDim: 8 },
+      { nHeads: 2, nKvHeads: 1, headDim: 12 },
+      { nHeads: 10, nKvHeads: 10, headDim: 5 },
+      { nHeads: 8, nKvHeads: 2, headDim: 128 },
+    ];
+    for (const s of shapes) {
+      for (const pos of [0, 5, 300]) {
+        const kv = s.nKvHeads * s.headDim;
+        const dim = s.nHeads * s.headDim;
+        const seq = pos + 3; // the cache is longer than the positions used
+        const q = randomArray(rnd, dim);
+        const kc = randomArray(rnd, seq * kv);
+        const vc = randomArray(rnd, seq * kv);
+        const b = backends(name, dim);
+        // float32 scores and sums (ref: float64) over up to 301 positions
+        check(t, `attention ${s.nHeads}/${s.nKvHeads}x${s.headDim} pos ${pos}`, ...both(b, (be) => {
+          const out = be.vector(dim);
+          be.attention(out, be.vector(dim, q), be.vector(seq * kv, kc), be.vector(seq * kv, vc), be.vector(seq), pos, s);
+          return be.read(out);
+        }), 1e-10);
+      }
+    }
+  });
+
+  test(`${name} vs ref: copy into the cache, write, embed`, () => {
+    const b = backends(name, 8);
+    const rnd = seededRandom(17);
+    const table = f32Matrix(randomArray(rnd, 5 * 6), 5, 6);
+    const [r, g] = both(b, (be) => {
+      const cache = be.vector(20);
+      const k = be.vector(6);
+      be.embed(k, table, 3);
+      be.copy(cache, 12, k);
+      be.write(cache, Float32Array.of(1, 2), 1);
+      return be.read(cache);
+    });
+    assert.deepEqual(g, r);
+  });
+
+  test(`${name}: a disposed session gives its memory back, refuses to run, and a new one starts clean`, () => {
+    const m: Model = { ...randomModel({ dim: 48, hiddenDim: 100, nLayers: 2, nHeads: 6, nKvHeads: 2, vocabSize: 50, seqLen: 8, sharedClassifier: true }, 3), source: { path: '(random)', format: 'f32' } };
+    const first = new Session(m, { backend: name });
+    const a = [3, 5, 7].map((tok, pos) => Float32Array.from(first.forward(tok, pos)));
+    first.dispose();
+    first.dispose(); // idempotent
+    assert.throws(() => first.forward(3, 0), /disposed/);
+    for (let i = 0; i < 20; i++) new Session(m, { backend: name }).dispose();
+    const again = new Session(m, { backend: name });
+    assert.equal(again.backend, name);
+    assert.deepEqual([3, 5, 7].map((tok, pos) => Float32Array.from(again.forward(tok, pos))), a);
+  });
+
+  test(`${name}: greedy generation reproduces run.c's golden outputs (stories260K)`, (t) => {
+    const ref = shared(t, 'testdata/llama2c_stories260K_greedy_public.jsonl');
+    const ckpt = shared(t, 'models/stories260K.bin');
+    const tokPath = shared(t, 'models/tok512.bin');
+    if (!ref || !ckpt || !tokPath) return;
+    const model = loadModel(ckpt);
+    const tok = Tokenizer.load(tokPath);
+    let worst = 0;
+    for (const c of readJsonl<{ prompt: string; steps: number; num_prompt_tokens: number; token_ids: number[] }>(ref)) {
+      const s = new Session(model, { backend: name, maxSeqLen: c.steps });
+      const r = new Session(model, { backend: 'ref', maxSeqLen: c.steps });
+      assert.equal(s.backend, name, s.fallbackReason);
+      const prompt = tok.encode(c.prompt, { bos: true });
+      const tokens = [prompt[0]!];
+      for (let pos = 0; pos < c.steps - 1; pos++) {
+        const logits = s.forward(tokens[pos]!, pos);
+        worst = Math.max(worst, nmse(r.forward(tokens[pos]!, pos), logits));
+        const next = pos + 1 < prompt.length ? prompt[pos + 1]! : argmaxOf(logits);
+        tokens.push(next);
+        if (next === 1) break;
+      }
+      // run.c's list ends with the BOS that stopped it, as ours does here
+      assert.deepEqual(tokens, c.token_ids, c.prompt);
+    }
+    assert.ok(worst < 1e-9, `logits nmse vs ref ${worst}`);
+    t.diagnostic(`token ids identical to run.c; logits nmse vs ref at most ${worst.toExponential(2)}`);
+  });
+
+  test(`${name} vs ref: whole random models with every weight type (logits at 40 positions)`, (t) => {
+    // K-quants need rows that are whole 256-blocks: dim 256, hidden 768; grouped-query attention
+    const shape = { dim: 256, hiddenDim: 768, nLayers: 2, nHeads: 8, nKvHeads: 2, vocabSize: 300, seqLen: 40, sharedClassifier: false };
+    const base = randomModel(shape, 5, 0.2);
+    const bounds: Record<string, number> = { f32: 1e-10, f16: 1e-10, bf16: 1e-10, 'q8:64': 1e-9, Q8_0: 1e-7, Q4_0: 1e-7, Q4_K: 1e-7, Q6_K: 1e-7 };
+    for (const [type, bound] of Object.entries(bounds)) {
+      const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
+      const w = base.weights;
+      const model: Model = {
+        config: base.config,
+        source: { path: '(random)', format: type },
+        weights: {
+          tokenEmbedding: w.tokenEmbedding,
+          finalNorm: w.finalNorm,
+          classifier: conv(w.classifier),
+          layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
+        },
+      };
+      const s = new Session(model, { backend: name });
+      const r = new Session(model, { backend: 'ref' });
+      assert.equal(s.backend, name, s.fallbackReason);
+      let worst = 0;
+      for (let pos = 0; pos < shape.seqLen; pos++) {
+        const token = (pos * 37 + 11) % shape.vocabSize;
+        worst = Math.max(worst, nmse(r.forward(token, pos), s.forward(token, pos)));
+      }
+      assert.ok(worst < bound, `${type}: logits nmse ${worst} ≥ ${bound}`);
+      t.diagnostic(`${type}: logits nmse vs ref at most ${worst.toExponential(2)} (bound ${bound})`);
+    }
+  });
+}
+
+function argmaxOf(x: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
