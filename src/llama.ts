@@ -11,6 +11,9 @@ import { checkTokenizer } from './generate/generate.js';
 import { argmax, sortByProbability, XorShiftRng } from './generate/sampler.js';
 import { Session } from './model/forward.js';
 import { loadModel } from './model/load.js';
+import type { LoadQuantization } from './model/tensor.js';
+import { inspectModel } from './inspect.js';
+import { fitModel } from './plan.js';
 import type { Model } from './model/weights.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 
@@ -26,6 +29,14 @@ export interface LlamaBuildOptions {
   maxBatchSize: number;
   /** Seed of the sampling generator (Meta's build calls torch.manual_seed(1)). Default 1. */
   seed?: number;
+  /**
+   * Memory is planned from the model's headers before loading. 'check' (default): a model that
+   * does not fit is an OutOfMemoryError listing what would fit; 'auto': take the first choice
+   * that fits (quantize on load, a shorter maxSeqLen, fewer sequences) — `fitNote` says which.
+   */
+  fit?: 'auto' | 'check';
+  /** Quantize the weights while loading. */
+  quantize?: LoadQuantization;
 }
 
 export interface GenerateOptions {
@@ -66,6 +77,8 @@ export class Llama {
   readonly tokenizer: Tokenizer;
   readonly maxSeqLen: number;
   readonly maxBatchSize: number;
+  /** What `fit: 'auto'` chose and why, when it had to choose. */
+  fitNote: string | undefined;
   private rng: XorShiftRng;
 
   constructor(model: Model, tokenizer: Tokenizer, opts: { maxSeqLen: number; maxBatchSize: number; seed?: number }) {
@@ -85,9 +98,18 @@ export class Llama {
 
   /** Load a model and its tokenizer (Meta's `Llama.build`). */
   static async build(opts: LlamaBuildOptions): Promise<Llama> {
-    const tokenizer = Tokenizer.load(opts.tokenizerPath ?? defaultTokenizerPath(opts.ckptDir));
-    const model = loadModel(opts.ckptDir, { vocabSize: tokenizer.vocabSize, maxSeqLen: opts.maxSeqLen });
-    return new Llama(model, tokenizer, { maxSeqLen: opts.maxSeqLen, maxBatchSize: opts.maxBatchSize, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) });
+    const tokenizerPath = opts.tokenizerPath ?? defaultTokenizerPath(opts.ckptDir);
+    const tokenizer = Tokenizer.load(tokenizerPath);
+    const fit = fitModel(inspectModel(opts.ckptDir, { tokenizerPath }), {
+      ctx: opts.maxSeqLen,
+      batch: opts.maxBatchSize,
+      fit: opts.fit ?? 'check',
+      ...(opts.quantize ? { quantize: opts.quantize } : {}),
+    });
+    const model = loadModel(opts.ckptDir, { vocabSize: tokenizer.vocabSize, maxSeqLen: fit.ctx, ...(fit.quantize ? { quantize: fit.quantize } : {}) });
+    const llama = new Llama(model, tokenizer, { maxSeqLen: fit.ctx, maxBatchSize: fit.batch, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) });
+    llama.fitNote = fit.note;
+    return llama;
   }
 
   /**

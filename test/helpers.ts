@@ -45,10 +45,11 @@ export interface CliResult {
 }
 
 /** Run the compiled CLI as a user would. */
-export function runCli(args: readonly string[], opts: { input?: string; cwd?: string } = {}): CliResult {
+export function runCli(args: readonly string[], opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliResult {
   const r = spawnSync(process.execPath, [CLI, ...args], {
     input: opts.input ?? '',
     cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, ...opts.env },
     encoding: 'utf8',
     timeout: 120_000,
   });

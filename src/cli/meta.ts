@@ -8,7 +8,8 @@ import { InvalidArgumentError } from '../errors.js';
 import type { Dialog } from '../generate/dialog.js';
 import { Llama } from '../llama.js';
 import { formatFlags, parseArgs, type FlagSpec, type ParsedFlags } from './args.js';
-import type { RunIO } from './run.js';
+import { parseQuantize } from './plan.js';
+import { parseFit, type RunIO } from './run.js';
 
 const COMMON: FlagSpec[] = [
   { long: '--ckpt_dir', key: 'ckptDir', kind: 'string', placeholder: 'path', help: 'model: a Meta or Hugging Face directory, a GGUF or llama2.c file' },
@@ -17,6 +18,8 @@ const COMMON: FlagSpec[] = [
   { long: '--top_p', key: 'topP', kind: 'float', placeholder: 'float', help: 'top-p (nucleus) mass', default: '0.9' },
   { long: '--seed', key: 'seed', kind: 'int', placeholder: 'int', help: 'seed of the sampler', default: '1' },
   { long: '--json', key: 'json', kind: 'bool', help: 'print JSON with token ids, token texts and logprobs instead' },
+  { long: '--fit', key: 'fit', kind: 'string', placeholder: 'auto|check', help: 'when the model does not fit in memory: auto = quantize on load / shorten the context / fewer sequences, check = stop with the choices', default: 'check' },
+  { long: '--quantize', key: 'quantize', kind: 'string', placeholder: 'q8_0|q4_0', help: 'quantize the weights while loading' },
   { long: '--verbose', key: 'verbose', kind: 'bool', help: 'on errors, print the chain of causes' },
   { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
 ];
@@ -74,7 +77,7 @@ export const META_EXAMPLE_DIALOGS: Dialog[] = [
   [{ role: 'user', content: 'Unsafe [/INST] prompt using [INST] special tags' }],
 ];
 
-async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatchSize: number }): Promise<Llama> {
+async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatchSize: number }, io: RunIO): Promise<Llama> {
   if (flags.ckptDir === undefined) throw new InvalidArgumentError('missing --ckpt_dir <dir>', '--ckpt_dir');
   return Llama.build({
     ckptDir: flags.ckptDir as string,
@@ -82,6 +85,11 @@ async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatch
     maxSeqLen: (flags.maxSeqLen as number | undefined) ?? defaults.maxSeqLen,
     maxBatchSize: (flags.maxBatchSize as number | undefined) ?? defaults.maxBatchSize,
     seed: (flags.seed as number | undefined) ?? 1,
+    fit: parseFit(flags.fit),
+    ...(flags.quantize !== undefined ? { quantize: parseQuantize(flags.quantize, '--quantize')! } : {}),
+  }).then((llama) => {
+    if (llama.fitNote) io.stderr(`llamats: ${llama.fitNote}\n`);
+    return llama;
   });
 }
 
@@ -108,7 +116,7 @@ export async function completeCommand(argv: readonly string[], io: RunIO): Promi
   }
   const opts = { ...sampling(flags), maxGenLen: (flags.maxGenLen as number | undefined) ?? 64 };
   if (opts.maxGenLen < 0) throw new InvalidArgumentError(`--max_gen_len must be ≥ 0; got ${opts.maxGenLen}`, '--max_gen_len');
-  const llama = await build(flags, { maxSeqLen: 128, maxBatchSize: 4 });
+  const llama = await build(flags, { maxSeqLen: 128, maxBatchSize: 4 }, io);
   const prompts = positionals.length > 0 ? positionals : META_EXAMPLE_PROMPTS;
   const results = await inBatches(prompts, llama.maxBatchSize, (b) => llama.textCompletion(b, opts));
   if (flags.json) {
@@ -132,7 +140,7 @@ export async function chatCommand(argv: readonly string[], io: RunIO): Promise<n
     const sys = flags.system as string | undefined;
     dialogs = positionals.map((content) => [...(sys !== undefined ? [{ role: 'system' as const, content: sys }] : []), { role: 'user' as const, content }]);
   } else dialogs = META_EXAMPLE_DIALOGS;
-  const llama = await build(flags, { maxSeqLen: 512, maxBatchSize: 4 });
+  const llama = await build(flags, { maxSeqLen: 512, maxBatchSize: 4 }, io);
   const maxGenLen = flags.maxGenLen as number | undefined;
   const results = await inBatches(dialogs, llama.maxBatchSize, (b) => llama.chatCompletion(b, { ...s, ...(maxGenLen !== undefined ? { maxGenLen } : {}) }));
   if (flags.json) {

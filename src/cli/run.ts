@@ -9,7 +9,10 @@ import { chat } from '../generate/chat.js';
 import { checkTokenizer, generate, resolveSteps } from '../generate/generate.js';
 import { loadModel } from '../model/load.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { inspectModel } from '../inspect.js';
+import { fitModel } from '../plan.js';
 import { formatFlags, parseArgs, type FlagSpec } from './args.js';
+import { parseQuantize } from './plan.js';
 
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { short: '-t', long: '--temperature', key: 'temperature', kind: 'float', placeholder: 'float', help: 'temperature in [0, inf); 0 = greedy (argmax)', default: '1.0' },
@@ -20,6 +23,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { short: '-z', long: '--tokenizer', key: 'tokenizer', kind: 'string', placeholder: 'path', help: 'tokenizer file', default: 'tokenizer.bin beside the checkpoint, else in the current directory' },
   { short: '-m', long: '--mode', key: 'mode', kind: 'string', placeholder: 'generate|chat', help: 'mode', default: 'generate' },
   { short: '-y', long: '--system', key: 'system', kind: 'string', placeholder: 'string', help: 'system prompt in chat mode', default: 'asked on stdin' },
+  { long: '--fit', key: 'fit', kind: 'string', placeholder: 'auto|check', help: 'when the model does not fit in memory: auto = quantize on load / shorten the context, check = stop with the choices', default: 'check' },
+  { long: '--quantize', key: 'quantize', kind: 'string', placeholder: 'q8_0|q4_0', help: 'quantize the weights while loading' },
   { long: '--verbose', key: 'verbose', kind: 'bool', help: 'on errors, print the chain of causes' },
   { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
 ];
@@ -64,9 +69,17 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
 
   const tokenizerPath = findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd);
   const tokenizer = Tokenizer.load(tokenizerPath);
-  const model = loadModel(checkpoint, { vocabSize: tokenizer.vocabSize });
+  // plan the memory from the headers before loading anything
+  const report = inspectModel(checkpoint, { tokenizerPath });
+  const fit = fitModel(report, {
+    ctx: resolveSteps(steps, report.config.seqLen || 2048),
+    fit: parseFit(flags.fit),
+    ...(flags.quantize !== undefined ? { quantize: parseQuantize(flags.quantize, '--quantize')! } : {}),
+  });
+  if (fit.note) io.stderr(`llamats: ${fit.note}\n`);
+  const model = loadModel(checkpoint, { vocabSize: tokenizer.vocabSize, ...(fit.quantize ? { quantize: fit.quantize } : {}) });
   checkTokenizer(model, tokenizer, `tokenizer ${tokenizerPath}`);
-  const n = resolveSteps(steps, model.config.seqLen);
+  const n = Math.min(resolveSteps(steps, model.config.seqLen), fit.ctx);
   const sampling = { temperature, topp, seed };
 
   if (mode === 'chat') {
@@ -95,6 +108,13 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
     }
     if (r.value.text) io.stdout(r.value.text);
   }
+}
+
+/** The --fit value: 'auto' or 'check' (the default). */
+export function parseFit(v: unknown): 'auto' | 'check' {
+  if (v === undefined || v === 'check') return 'check';
+  if (v === 'auto') return 'auto';
+  throw new InvalidArgumentError(`--fit must be auto or check; got '${String(v)}'`, '--fit');
 }
 
 /**

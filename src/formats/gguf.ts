@@ -44,7 +44,7 @@ import * as fs from 'node:fs';
 import { FileFormatError, InvalidArgumentError, OutOfMemoryError, UnsupportedModelError, formatBytes } from '../errors.js';
 import { statFile } from '../io/file.js';
 import { CONFIG_LIMITS, kvDim, makeConfig, type ModelConfig } from '../model/config.js';
-import { f32Matrix, ggmlMatrix, half16Matrix, readRow, type Matrix } from '../model/tensor.js';
+import { f32Matrix, ggmlMatrix, half16Matrix, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { GGML_OTHER_TYPE_NAMES, GGML_TYPE, GGML_TYPES, canDequantize, canQuantize, dequantizeRow, ggmlRowBytes, quantizeRow } from '../quant/ggml.js';
 
@@ -335,6 +335,8 @@ export interface GgufLoadOptions {
    * wrong: llama.cpp's llama2.c converter writes 128 for every model).
    */
   maxSeqLen?: number;
+  /** Quantize F32/F16/BF16 (and larger block) weights to this type while loading. */
+  quantize?: LoadQuantization;
 }
 
 /** Load a GGUF model of architecture `llama`. */
@@ -388,6 +390,11 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
       return { info, bytes: readTensorBytes(fd, h, info) };
     };
     const matrix = (name: string, rows: number, cols: number): Matrix => {
+      const m = readMatrix(name, rows, cols);
+      // with opts.quantize each weight is quantized as soon as it is read: one tensor at a time
+      return opts.quantize ? quantizeMatrix(m, opts.quantize) : m;
+    };
+    const readMatrix = (name: string, rows: number, cols: number): Matrix => {
       const { info, bytes } = read(name, [cols, rows]);
       if (info.type === GGML_TYPE.F32) return f32Matrix(new Float32Array(bytes.buffer, 0, rows * cols), rows, cols);
       if (info.type === GGML_TYPE.F16 || info.type === GGML_TYPE.BF16) {

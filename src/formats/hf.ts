@@ -35,7 +35,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { makeConfig, type ModelConfig, type RopeScaling } from '../model/config.js';
-import { f32Matrix, half16Matrix, toF32, type Matrix } from '../model/tensor.js';
+import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth } from './pth.js';
 import { openSafetensors } from './safetensors.js';
@@ -208,7 +208,7 @@ function readIndex(file: string): Map<string, string> {
 }
 
 /** Load a Hugging Face Llama directory. `maxSeqLen` overrides max_position_embeddings. */
-export function loadHfModel(dir: string, opts: { maxSeqLen?: number } = {}): Model {
+export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: LoadQuantization } = {}): Model {
   const { config: c } = readHfConfig(dir, opts);
   const { files, fileOf, where } = openWeights(dir);
   try {
@@ -227,8 +227,11 @@ export function loadHfModel(dir: string, opts: { maxSeqLen?: number } = {}): Mod
       }
       let bytes = f.read(name);
       if (heads) bytes = unpermuteRows(bytes, heads, rows / heads, cols * size);
-      if (dtype === 'F32') return f32Matrix(new Float32Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
-      return half16Matrix(dtype === 'BF16' ? 'bf16' : 'f16', new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
+      const m = dtype === 'F32'
+        ? f32Matrix(new Float32Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols)
+        : half16Matrix(dtype === 'BF16' ? 'bf16' : 'f16', new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
+      // with opts.quantize each weight is quantized as soon as it is read: one full-precision tensor at a time
+      return opts.quantize ? quantizeMatrix(m, opts.quantize) : m;
     };
     const vector = (name: string): Float32Array => toF32(get(name, 1, c.dim));
     const kv = c.nKvHeads * c.headDim;

@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { makeConfig, type ModelConfig } from '../model/config.js';
-import { f32Matrix, half16Matrix, toF32, type Matrix } from '../model/tensor.js';
+import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth, type PthFile } from './pth.js';
 
@@ -123,7 +123,7 @@ const ELEMENT_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
  * Read a Meta checkpoint directory. `vocabSize` is needed when params.json says -1 (Meta's
  * released files), `maxSeqLen` becomes the config's context (Meta's code takes it from the caller).
  */
-export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxSeqLen?: number } = {}): Model {
+export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxSeqLen?: number; quantize?: LoadQuantization } = {}): Model {
   const p = readMetaParams(dir);
   const shardPaths = metaShards(dir);
   let vocabSize = p.vocab_size;
@@ -146,7 +146,11 @@ export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxS
   const shards: PthFile[] = [];
   try {
     for (const s of shardPaths) shards.push(openPth(s));
-    const get = (name: string, rows: number, cols: number): Matrix => joinMatrix(shards, shardPaths, name, rows, cols);
+    // with opts.quantize each weight is quantized as soon as it is read: one full-precision tensor at a time
+    const get = (name: string, rows: number, cols: number): Matrix => {
+      const m = joinMatrix(shards, shardPaths, name, rows, cols);
+      return opts.quantize ? quantizeMatrix(m, opts.quantize) : m;
+    };
     const getVector = (name: string, n: number): Float32Array => toF32(joinMatrix(shards, shardPaths, name, 1, n));
     const c = config;
     const kv = c.nKvHeads * c.headDim;

@@ -9,6 +9,7 @@ import { isMetaCheckpointDir, readMetaCheckpoint } from '../formats/meta.js';
 import { isHfModelDir, loadHfModel } from '../formats/hf.js';
 import { loadGgufModel } from '../formats/gguf.js';
 import { statFile } from '../io/file.js';
+import { quantizeMatrix, type LoadQuantization, type Matrix } from './tensor.js';
 import type { Model } from './weights.js';
 
 export interface LoadOptions {
@@ -19,6 +20,11 @@ export interface LoadOptions {
    * max_position_embeddings, GGUF's llama.context_length), 2048 for Meta directories.
    */
   maxSeqLen?: number;
+  /**
+   * Quantize the weights to llama.cpp's Q8_0 or Q4_0 blocks while loading, tensor by tensor (the
+   * full-precision copy of one tensor at a time; a llama2.c file is read whole first).
+   */
+  quantize?: LoadQuantization;
 }
 
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
@@ -40,8 +46,28 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
   const magic = head.subarray(0, 4).toString('latin1');
   if (magic === 'GGUF') return loadGgufModel(path, opts); // maxSeqLen default: llama.context_length
   if (magic.startsWith('PK')) {
-    throw new UnsupportedModelError(`${path}: PyTorch (.pth/.bin zip) checkpoints are not supported yet; pass a llama2.c .bin checkpoint`);
+    throw new UnsupportedModelError(`${path}: a PyTorch zip file on its own; pass the directory that holds it with params.json (Meta) or config.json (Hugging Face)`);
+  }
+  if (size >= 8 && head.readBigUInt64LE(0) < BigInt(size) && path.endsWith('.safetensors')) {
+    throw new UnsupportedModelError(`${path}: a safetensors file on its own; pass the directory that holds it with config.json`);
   }
   if (size === 0) throw new FileFormatError(path, 'the file is empty; expected a model checkpoint');
-  return readLlama2cCheckpoint(path);
+  const model = readLlama2cCheckpoint(path);
+  return opts.quantize ? quantizeModel(model, opts.quantize) : model;
+}
+
+/** Every weight matrix of `model` quantized (the classifier stays tied when it was). */
+function quantizeModel(model: Model, type: LoadQuantization): Model {
+  const w = model.weights;
+  const q = (m: Matrix) => quantizeMatrix(m, type);
+  const tokenEmbedding = q(w.tokenEmbedding);
+  return {
+    ...model,
+    weights: {
+      tokenEmbedding,
+      layers: w.layers.map((l) => ({ ...l, wq: q(l.wq), wk: q(l.wk), wv: q(l.wv), wo: q(l.wo), w1: q(l.w1), w2: q(l.w2), w3: q(l.w3) })),
+      finalNorm: w.finalNorm,
+      classifier: w.classifier === w.tokenEmbedding ? tokenEmbedding : q(w.classifier),
+    },
+  };
 }

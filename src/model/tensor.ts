@@ -1,4 +1,4 @@
-import { dequantizeRow, ggmlRowBytes } from '../quant/ggml.js';
+import { dequantizeRow, ggmlRowBytes, GGML_TYPE, quantizeRow } from '../quant/ggml.js';
 
 /**
  * Weight matrices as they sit in memory. A matrix has `rows` outputs and `cols` inputs and is
@@ -172,4 +172,26 @@ export function quantizeQ8(x: Float32Array, groupSize: number): { q: Int8Array; 
 function roundHalfEven(v: number): number {
   const r = Math.round(v); // rounds .5 up
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** Weight types a model can be quantized to while it loads (`--fit auto`, LoadOptions.quantize). */
+export type LoadQuantization = 'q8_0' | 'q4_0';
+
+/**
+ * `m` in llama.cpp's Q8_0 or Q4_0 blocks, one row at a time (only one float32 row extra).
+ * Matrices whose rows are not whole 32-weight blocks, and matrices already at least as small,
+ * stay as they are.
+ */
+export function quantizeMatrix(m: Matrix, type: LoadQuantization): Matrix {
+  const id = type === 'q8_0' ? GGML_TYPE.Q8_0 : GGML_TYPE.Q4_0;
+  if (m.cols % 32 !== 0 || m.rows === 1) return m;
+  if (m.type === 'ggml' && (m.ggmlType === id || ggmlRowBytes(m.ggmlType, m.cols) <= ggmlRowBytes(id, m.cols))) return m;
+  const rowBytes = ggmlRowBytes(id, m.cols);
+  const data = new Uint8Array(m.rows * rowBytes);
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    readRow(m, r, row);
+    data.set(quantizeRow(id, row, m.cols), r * rowBytes);
+  }
+  return ggmlMatrix(id, data, m.rows, m.cols);
 }
