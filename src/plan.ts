@@ -6,8 +6,8 @@
  * much, and which choices fit (quantize on load, a shorter context, fewer sequences). Nothing
  * is loaded here; `fitModel` applies the first choice that fits for `--fit auto`.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readMemory } from './doctor.js';
 import { formatBytes, OutOfMemoryError } from './errors.js';
 import { inspectModel, type ModelReport } from './inspect.js';
 import type { LoadQuantization } from './model/tensor.js';
@@ -20,34 +20,18 @@ export interface MemoryInfo {
 }
 
 /**
- * MemAvailable, limited by a cgroup (v2 memory.max − memory.current, or v1 limit − usage), and by
- * LLAMATS_MEMORY_LIMIT (bytes) when set — a cap for users who share the machine, and for tests.
+ * What this process may still use: MemAvailable, limited by its cgroup's limit minus usage (read
+ * as `llamats doctor` reads them), and by LLAMATS_MEMORY_LIMIT (bytes) when set — a cap for users
+ * who share the machine, and for tests.
  */
 export function readMemoryInfo(roots: { procRoot?: string; sysRoot?: string; env?: NodeJS.ProcessEnv } = {}): MemoryInfo {
   const proc = roots.procRoot ?? '/proc';
-  const sys = roots.sysRoot ?? '/sys';
-  const read = (p: string) => {
-    try {
-      return fs.readFileSync(p, 'utf8').trim();
-    } catch {
-      return undefined;
-    }
-  };
-  const meminfo = read(path.join(proc, 'meminfo')) ?? '';
-  const kb = /MemAvailable:\s+(\d+) kB/.exec(meminfo) ?? /MemFree:\s+(\d+) kB/.exec(meminfo);
-  let available = kb ? Number(kb[1]) * 1024 : Number.POSITIVE_INFINITY;
-  let source = kb ? `${kb[0].split(':')[0]} in ${path.join(proc, 'meminfo')}` : 'unknown';
-  const cg = (limitFile: string, usageFile: string) => {
-    const limit = read(path.join(sys, 'fs/cgroup', limitFile));
-    if (!limit || limit === 'max' || !/^\d+$/.test(limit) || Number(limit) > 2 ** 60) return;
-    const left = Number(limit) - Number(read(path.join(sys, 'fs/cgroup', usageFile)) ?? 0);
-    if (left < available) {
-      available = Math.max(0, left);
-      source = `cgroup limit ${formatBytes(Number(limit))} (${limitFile})`;
-    }
-  };
-  cg('memory.max', 'memory.current');
-  cg('memory/memory.limit_in_bytes', 'memory/memory.usage_in_bytes');
+  const m = readMemory(proc, roots.sysRoot ?? '/sys');
+  let available = m.availableBytes ?? Number.POSITIVE_INFINITY;
+  let source = m.availableBytes === null ? 'unknown' : `MemAvailable in ${path.join(proc, 'meminfo')}`;
+  if (m.cgroupLimitBytes !== null && m.availableBytes !== null && m.availableBytes < (m.totalBytes ?? Infinity) && m.cgroupLimitBytes < (m.totalBytes ?? Infinity)) {
+    source = `MemAvailable and the cgroup v${m.cgroupVersion} limit of ${formatBytes(m.cgroupLimitBytes)}`;
+  }
   const cap = (roots.env ?? process.env).LLAMATS_MEMORY_LIMIT;
   if (cap && /^\d+$/.test(cap) && Number(cap) < available) {
     available = Number(cap);

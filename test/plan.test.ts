@@ -17,6 +17,7 @@ test('readMemoryInfo: MemAvailable, cgroup v2 and v1 limits, LLAMATS_MEMORY_LIMI
   fs.mkdirSync(proc, { recursive: true });
   fs.writeFileSync(path.join(proc, 'meminfo'), 'MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    8000000 kB\n');
   assert.deepEqual(readMemoryInfo({ procRoot: proc, sysRoot: sys, env: {} }), { available: 8000000 * 1024, source: `MemAvailable in ${path.join(proc, 'meminfo')}` });
+  assert.equal(readMemoryInfo({ procRoot: path.join(root, 'nothing'), sysRoot: sys, env: {} }).source, 'unknown');
   fs.mkdirSync(path.join(sys, 'fs/cgroup'), { recursive: true });
   fs.writeFileSync(path.join(sys, 'fs/cgroup/memory.max'), 'max\n');
   assert.equal(readMemoryInfo({ procRoot: proc, sysRoot: sys, env: {} }).available, 8000000 * 1024, "'max' is no limit");

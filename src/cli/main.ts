@@ -5,8 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { LlamatsError } from '../errors.js';
+import { doctorCommand } from './doctor.js';
 import { chatCommand, completeCommand } from './meta.js';
 import { convertCommand, inspectCommand, quantizeCommand } from './models.js';
+import { planCommand } from './plan.js';
 import { RUN_USAGE, runCommand } from './run.js';
 
 const HELP = `llamats — LLaMA-family language models in TypeScript
@@ -20,6 +22,8 @@ Commands:
   inspect <model>    format, dimensions, tensor types, tokenizer — without loading the weights
   convert <in> <out.gguf> [--type T]   write any supported model as GGUF
   quantize <in.gguf> <out.gguf> <T>    requantize a GGUF file (q8_0, q4_0, q4_k, q6_k, …)
+  doctor [--json]    CPU, memory, NVIDIA driver, GPUs, CUDA libraries, Vulkan — and what to do next
+  plan <model>       the memory a model needs against what this machine has, and what fits
 
 Global options:
   -h, --help         show help (also: llamats <command> --help)
@@ -66,8 +70,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await convertCommand(rest, io);
       case 'quantize':
         return await quantizeCommand(rest, io);
+      case 'doctor':
+        return await doctorCommand(rest, io);
+      case 'plan':
+        return await planCommand(rest, io);
       default:
-        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat, inspect, convert, quantize (see 'llamats --help')\n`);
+        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat, inspect, convert, quantize, plan, doctor (see 'llamats --help')\n`);
         return 2;
     }
   } catch (e) {
