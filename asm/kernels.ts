@@ -63,6 +63,22 @@ export function heapBase(): usize {
   return __heap_base;
 }
 
+/**
+ * Read `n` bytes at `p` (n a multiple of 64) and return their xor as a checksum: the fastest a
+ * kernel can stream memory, which the bench reports as the machine's read bandwidth.
+ */
+export function readBytes(p: usize, n: usize): i32 {
+  let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+  for (let o: usize = 0; o < n; o += 64) {
+    a0 = v128.xor(a0, v128.load(p + o));
+    a1 = v128.xor(a1, v128.load(p + o, 16));
+    a2 = v128.xor(a2, v128.load(p + o, 32));
+    a3 = v128.xor(a3, v128.load(p + o, 48));
+  }
+  const a = v128.xor(v128.xor(a0, a1), v128.xor(a2, a3));
+  return i32x4.extract_lane(a, 0) ^ i32x4.extract_lane(a, 1) ^ i32x4.extract_lane(a, 2) ^ i32x4.extract_lane(a, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Float weights: out[i] = Σ_j W[i, j] · x[j]
 

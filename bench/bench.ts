@@ -1,83 +1,141 @@
 /**
- * `npm run bench`: decode speed of each backend (ref: plain TypeScript; wasm: WebAssembly SIMD),
- * side by side on the same checkpoints in the same command.
+ * `npm run bench`: llamats next to llama.cpp on the same GGUF files, in one command.
  *
- * For stories260K (../shared) and random-weight checkpoints with the stories15M and stories110M
- * shapes (made by gen-models.ts), each backend in a fresh child process: file read time, load time,
- * greedy decode tok/s over a run like `llamats run -t 0 -n N`, peak RSS, and two ratios from the
- * same run: the effective weight bandwidth against the machine's measured copy bandwidth, and —
- * when llama2.c's `run` binary is given (`--runc PATH` or LLAMA2C_RUN) — tok/s against run.c on the
- * same file in the same command — and each backend's tok/s against ref's on the same model.
+ * For random-weight GGUF files with real shapes (gen-models.ts: stories15M and stories110M in
+ * F32 / F16 / Q8_0 / Q4_0, TinyLlama-1.1B in F16 / Q8_0 / Q4_0 — its F32 is larger than one
+ * 4 GiB WebAssembly memory — and with --7b Llama-2-7B in Q8_0 / F16), each measurement in a fresh
+ * child process:
+ *   - llamats (wasm backend) on each thread count: load time (read + parse + weights into the
+ *     backend) next to the time to read the file, greedy decode tok/s from BOS (the clock starts
+ *     after the first step), prefill tok/s of a 512-token prompt, peak RSS (VmHWM);
+ *   - llama.cpp through node-llama-cpp (its prebuilt CPU build) on 1 and 2 threads: decode and
+ *     prefill the same way, on the same file;
+ *   - the memory-bandwidth bound: weight bytes read per token over the read bandwidth measured in
+ *     the same command (a SIMD kernel streaming 256 MiB on 1 and on 2 threads).
+ * Ratios: llamats over llama.cpp's better thread count, and over the bound.
  *
- * Usage: node dist/bench/bench.js [--runc PATH] [--steps N] [--backends ref,wasm] [--no-write]
- * Writes docs/PERFORMANCE.md unless --no-write.
+ * Usage: node dist/bench/bench.js [--threads 1,2] [--steps N] [--prefill N] [--models a,b]
+ *                                 [--7b] [--no-llamacpp] [--no-write]
+ * Writes docs/PERFORMANCE.md (between the bench markers) unless --no-write.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { argmax, loadModel, parameterCount, Session, writeLlama2cCheckpoint } from '../src/index.js';
-import type { BackendName } from '../src/backend/backend.js';
+import { argmax, loadModel, Session } from '../src/index.js';
+import { kvCacheBytes } from '../src/model/forward.js';
 import { matrixBytes } from '../src/model/tensor.js';
 import { readFileBytes } from '../src/io/file.js';
-import { ensureModel, MODELS_DIR } from './gen-models.js';
+import { wasmBackend } from '../src/backend/wasm/wasm.js';
+import { ensureGguf } from './gen-models.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
-const SHARED = process.env.LLAMATS_SHARED ?? path.resolve(ROOT, '../shared');
+const GiB = 2 ** 30;
 
-interface One {
-  name: string;
+/** The files: shape × weight type. F32 only where the weights fit one WebAssembly memory. */
+const FILES: Array<{ shape: string; types: string[]; big?: boolean }> = [
+  { shape: 'stories15M', types: ['F32', 'F16', 'Q8_0', 'Q4_0'] },
+  { shape: 'stories110M', types: ['F32', 'F16', 'Q8_0', 'Q4_0'] },
+  { shape: 'TinyLlama-1.1B', types: ['F16', 'Q8_0', 'Q4_0'] },
+  { shape: 'Llama-2-7B', types: ['Q8_0', 'F16'], big: true },
+];
+
+interface Ours {
+  threads: number;
   backend: string;
-  /** ms to upload the weights into the backend (first session of the model). */
-  uploadMs: number;
-  file: string;
-  params: number;
-  weightBytes: number;
+  weightBytes: number; // read per token: every matrix but the embedding table
+  fileWeightBytes: number; // every tensor
+  kvBytes: number;
   readMs: number;
   loadMs: number;
-  steps: number;
-  tokPerSec: number;
-  maxRssMiB: number;
+  decode: number;
+  prefill: number;
+  peakRssMiB: number;
 }
 
-/** Child: measure one checkpoint and print one JSON line. */
-function measureOne(name: string, file: string, steps: number, backend: BackendName): One {
+interface Theirs {
+  threads: number;
+  loadMs: number;
+  decode: number;
+  prefill: number;
+  peakRssMiB: number;
+}
+
+/** A deterministic prompt of `n` token ids (not special tokens). */
+const promptIds = (n: number) => Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + 13) % 31000));
+
+/** Child: llamats on one file. */
+function measureOurs(file: string, threads: number, steps: number, prefill: number): Ours {
+  const ctx = Math.max(steps, prefill);
   const l0 = performance.now();
-  const model = loadModel(file);
+  const model = loadModel(file, { maxSeqLen: ctx });
+  const session = new Session(model, { maxSeqLen: ctx, backend: 'wasm', threads });
   const loadMs = performance.now() - l0;
   const w = model.weights;
-  const weightBytes =
-    w.layers.reduce((a, l) => a + [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3].reduce((b, m) => b + matrixBytes(m), 0), 0) +
-    matrixBytes(w.classifier);
-  const n = Math.min(steps, model.config.seqLen);
-  const u0 = performance.now();
-  const session = new Session(model, { maxSeqLen: n, backend });
-  const uploadMs = performance.now() - u0;
-  if (session.backend !== backend) throw new Error(`${backend} did not start: ${session.fallbackReason}`);
-  // like run.c -t 0: BOS, then greedy; the clock starts after the first step
+  const mats = new Set([w.classifier, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])]);
+  const weightBytes = [...mats].reduce((a, m) => a + matrixBytes(m), 0);
+  const fileWeightBytes = weightBytes + (mats.has(w.tokenEmbedding) ? 0 : matrixBytes(w.tokenEmbedding));
+  // decode, like run.c -t 0: BOS, then greedy; the clock starts after the first step
   let token = 1;
   let start = 0;
-  for (let pos = 0; pos < n; pos++) {
+  for (let pos = 0; pos < steps; pos++) {
     token = argmax(session.forward(token, pos));
     if (pos === 0) start = performance.now();
   }
-  const tokPerSec = ((n - 1) / (performance.now() - start)) * 1000;
-  const maxRssMiB = peakRssKiB() / 1024; // before the extra read below
+  const decode = ((steps - 1) / (performance.now() - start)) * 1000;
+  // prefill: the prompt's positions from 0 (the cache is overwritten)
+  const p0 = performance.now();
+  promptIds(prefill).forEach((t, pos) => session.forward(t, pos));
+  const prefillTps = (prefill / (performance.now() - p0)) * 1000;
+  const peakRssMiB = peakRssKiB() / 1024; // before the read below
   const r0 = performance.now();
   readFileBytes(file);
   const readMs = performance.now() - r0;
   return {
-    name, backend, uploadMs, file, params: parameterCount(model.config), weightBytes, readMs, loadMs, steps: n, tokPerSec,
-    maxRssMiB,
+    threads, backend: session.backend, weightBytes, fileWeightBytes, kvBytes: kvCacheBytes(model.config, ctx), readMs, loadMs, decode,
+    prefill: prefillTps, peakRssMiB,
   };
+}
+
+/** Child: llama.cpp (node-llama-cpp) on one file. */
+async function measureTheirs(file: string, threads: number, steps: number, prefill: number): Promise<Theirs> {
+  const { getLlama } = await import('node-llama-cpp');
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+  const l0 = performance.now();
+  const model = await llama.loadModel({ modelPath: file });
+  const ctx = await model.createContext({ contextSize: Math.max(steps, prefill) + 8, threads, batchSize: 512 });
+  const loadMs = performance.now() - l0;
+  const seq = ctx.getSequence();
+  let n = 0;
+  let start = 0;
+  for await (const _ of seq.evaluate([1] as never, { temperature: 0 })) {
+    if (++n === 1) start = performance.now();
+    if (n >= steps - 1) break; // BOS + steps − 1 generated = steps positions, as ours
+  }
+  const decode = ((n - 1) / (performance.now() - start)) * 1000;
+  await seq.clearHistory();
+  const p0 = performance.now();
+  await seq.evaluateWithoutGeneratingNewTokens(promptIds(prefill) as never);
+  const prefillTps = (prefill / (performance.now() - p0)) * 1000;
+  const peakRssMiB = peakRssKiB() / 1024;
+  await ctx.dispose();
+  await model.dispose();
+  await llama.dispose();
+  return { threads, loadMs, decode, prefill: prefillTps, peakRssMiB };
 }
 
 /** VmHWM of this process (getrusage's maxRSS would include the parent's before exec). */
 function peakRssKiB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) : process.resourceUsage().maxRSS;
+}
+
+/** Read bandwidth (bytes/s) of a SIMD kernel streaming 256 MiB on `threads` threads, best of 5. */
+function readBandwidth(threads: number): number {
+  const b = wasmBackend({ maxCols: 256, weightBytes: 257 * 2 ** 20, threads });
+  return b.readBandwidth(256 * 2 ** 20);
 }
 
 /** Copy bandwidth (read + write bytes per second) of one thread, best of 5 over 256 MiB. */
@@ -94,69 +152,93 @@ function copyBandwidth(): number {
   return (2 * n * 4) / (best / 1000);
 }
 
-function runC(bin: string, file: string, tokenizer: string, steps: number): number | null {
-  const r = spawnSync(bin, [file, '-z', tokenizer, '-t', '0', '-n', String(steps)], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  const m = /achieved tok\/s: ([\d.]+)/.exec(r.stderr ?? '');
-  return m ? Number(m[1]) : null;
+function child<T>(args: string[]): T | string {
+  try {
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
+    return JSON.parse(out.trim().split('\n').at(-1)!) as T;
+  } catch (e) {
+    const msg = String((e as { stderr?: string }).stderr ?? e).trim().split('\n').filter(Boolean).at(-1) ?? 'failed';
+    return msg.slice(0, 160);
+  }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  if (args[0] === '--one') {
-    console.log(JSON.stringify(measureOne(args[1]!, args[2]!, Number(args[3]), args[4] as BackendName)));
-    return;
+  if (args[0] === '--ours') {
+    console.log(JSON.stringify(measureOurs(args[1]!, Number(args[2]), Number(args[3]), Number(args[4]))));
+    process.exit(0); // the worker threads are unref'd; exit at once anyway
+  }
+  if (args[0] === '--theirs') {
+    console.log(JSON.stringify(await measureTheirs(args[1]!, Number(args[2]), Number(args[3]), Number(args[4]))));
+    process.exit(0);
   }
   const flag = (name: string) => {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const runc = flag('--runc') ?? process.env.LLAMA2C_RUN;
-  const steps = Number(flag('--steps') ?? 256);
+  const threadCounts = (flag('--threads') ?? '1,2').split(',').map(Number);
+  const steps = Number(flag('--steps') ?? 64);
+  const prefill = Number(flag('--prefill') ?? 512);
+  const only = flag('--models')?.split(',');
+  const with7b = args.includes('--7b');
+  const withCpp = !args.includes('--no-llamacpp');
   const write = !args.includes('--no-write');
-  const backends = (flag('--backends') ?? 'ref,wasm').split(',') as BackendName[];
 
-  const models: Array<{ name: string; file: string; tokenizer?: string }> = [];
-  const s260 = path.join(SHARED, 'models/stories260K.bin');
-  if (fs.existsSync(s260)) models.push({ name: 'stories260K', file: s260, tokenizer: path.join(SHARED, 'models/tok512.bin') });
-  else console.error(`skipping stories260K: ${s260} is missing`);
-  const bigTok = path.join(SHARED, 'models/tokenizer.bin');
-  for (const name of ['stories15M', 'stories110M']) {
-    models.push({ name: `${name} (random)`, file: ensureModel(name), ...(fs.existsSync(bigTok) ? { tokenizer: bigTok } : {}) });
-  }
-  // int8 weights (llama2.c version 2, group size 64, what runq.c runs) exercise the integer kernels
-  const q8 = path.join(MODELS_DIR, 'stories15M-random-q8.bin');
-  if (!fs.existsSync(q8)) writeLlama2cCheckpoint(q8, loadModel(ensureModel('stories15M')), { version: 2 });
-  models.push({ name: 'stories15M (random, q8)', file: q8 });
+  const bw = new Map(threadCounts.map((t) => [t, readBandwidth(t)]));
+  const copyBw = copyBandwidth();
+  console.error(`read bandwidth: ${[...bw].map(([t, b]) => `${t} thread(s) ${(b / 1e9).toFixed(1)} GB/s`).join(', ')}; copy ${(copyBw / 1e9).toFixed(1)} GB/s`);
 
-  const bw = copyBandwidth();
-  const rows: Array<One & { runcTokPerSec: number | null; refTokPerSec: number | null }> = [];
-  for (const m of models) {
-    const runcTokPerSec = runc && m.tokenizer ? runC(runc, m.file, m.tokenizer, steps) : null;
-    let refTokPerSec: number | null = null;
-    for (const backend of backends) {
-      const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--one', m.name, m.file, String(steps), backend], { encoding: 'utf8' });
-      const one = JSON.parse(out.trim().split('\n').at(-1)!) as One;
-      if (backend === 'ref') refTokPerSec = one.tokPerSec;
-      rows.push({ ...one, runcTokPerSec, refTokPerSec });
-      console.error(`${m.name} [${backend}]: ${one.tokPerSec.toFixed(1)} tok/s` + (runcTokPerSec ? ` (run.c ${runcTokPerSec.toFixed(1)})` : ''));
+  const rows: string[] = [];
+  const fmt = (v: number | undefined, d = 1) => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(d));
+  for (const f of FILES) {
+    if (f.big && !with7b) continue;
+    if (only && !only.includes(f.shape)) continue;
+    for (const type of f.types) {
+      const file = ensureGguf(f.shape, type);
+      const fileBytes = fs.statSync(file).size;
+      const theirs: Theirs[] = [];
+      if (withCpp) {
+        for (const t of [1, 2]) {
+          const r = child<Theirs>(['--theirs', file, String(t), String(steps), String(prefill)]);
+          if (typeof r === 'string') console.error(`${f.shape} ${type} llama.cpp ${t}t: ${r}`);
+          else theirs.push(r);
+        }
+      }
+      const bestDecode = Math.max(...theirs.map((r) => r.decode));
+      const bestPrefill = Math.max(...theirs.map((r) => r.prefill));
+      const cppCell = (k: 'decode' | 'prefill') => (theirs.length ? theirs.map((r) => fmt(r[k])).join(' / ') : '—');
+      for (const t of threadCounts) {
+        const fits = fileBytes < 4 * GiB - 64 * 2 ** 20;
+        const r = fits ? child<Ours>(['--ours', file, String(t), String(steps), String(prefill)]) : 'larger than one 4 GiB WebAssembly memory: not run (see the design note below)';
+        const name = `${f.shape} | ${type} | ${(fileBytes / 1e6).toFixed(0)}`;
+        if (typeof r === 'string') {
+          console.error(`${f.shape} ${type} llamats ${t}t: ${r}`);
+          rows.push(`| ${name} | — | — | ${t} | ${r} | ${cppCell('decode')} | — | — | — | ${cppCell('prefill')} | — | — | ${theirs.map((x) => fmt(x.peakRssMiB, 0)).join(' / ') || '—'} |`);
+          continue;
+        }
+        const bound = bw.get(t)! / r.weightBytes;
+        const rssRatio = (r.peakRssMiB * 2 ** 20) / (r.fileWeightBytes + r.kvBytes);
+        console.error(`${f.shape} ${type} ${t}t: decode ${fmt(r.decode)} (llama.cpp ${cppCell('decode')}), prefill ${fmt(r.prefill)} (llama.cpp ${cppCell('prefill')})`);
+        rows.push(
+          `| ${name} | ${fmt(r.readMs, 0)} | ${fmt(r.loadMs, 0)} (${fmt(r.loadMs / r.readMs, 2)}) | ${t} | ${fmt(r.decode)} | ${cppCell('decode')} | ${fmt(r.decode / bestDecode, 2)} | ${fmt(bound)} (${fmt(r.decode / bound, 2)}) ` +
+            `| ${fmt(r.prefill)} | ${cppCell('prefill')} | ${fmt(r.prefill / bestPrefill, 2)} | ${fmt(r.peakRssMiB, 0)} (${fmt(rssRatio, 2)}) | ${theirs.map((x) => fmt(x.peakRssMiB, 0)).join(' / ') || '—'} |`,
+        );
+      }
     }
   }
 
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  const cmd = `node dist/bench/bench.js${runc ? ' --runc ' + runc : ''}${flag('--steps') ? ' --steps ' + steps : ''}${flag('--backends') ? ' --backends ' + backends.join(',') : ''}`;
-  const lines = [
+  const cmd = `node dist/bench/bench.js ${args.filter((a) => a !== '--no-write').join(' ')}`.trim();
+  const table = [
     `Command: \`${cmd}\` (\`npm run bench\` builds first), ${new Date().toISOString().slice(0, 10)}`,
-    `Machine: ${cpu}, ${os.cpus().length} cores, Node ${process.version}; backends: ref = plain TypeScript, wasm = WebAssembly SIMD; 1 thread each`,
-    `Measured copy bandwidth (1 thread, read + write): ${(bw / 1e9).toFixed(1)} GB/s`,
+    `Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / GiB).toFixed(0)} GiB, Node ${process.version}; llama.cpp = node-llama-cpp 3.21.1 (prebuilt CPU build)`,
+    `Read bandwidth (SIMD kernel, 256 MiB): ${[...bw].map(([t, b]) => `${(b / 1e9).toFixed(1)} GB/s on ${t} thread${t > 1 ? 's' : ''}`).join(', ')}; copy bandwidth (1 thread, read + write): ${(copyBw / 1e9).toFixed(1)} GB/s`,
+    `Decode: ${steps} positions from BOS, greedy; prefill: a ${prefill}-token prompt. llama.cpp columns: 1 thread / 2 threads; "× cpp" is over its better one.`,
     '',
-    '| model | params | weight MB | read file ms | load ms (read + parse) | backend | upload ms | steps | decode tok/s | × ref | weight GB/s (× copy bw) | run.c -O3 tok/s | llamats / run.c | peak RSS MiB |',
-    '|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => {
-      const gbs = (r.weightBytes * r.tokPerSec) / 1e9;
-      return `| ${r.name} | ${(r.params / 1e6).toFixed(2)}M | ${(r.weightBytes / 1e6).toFixed(1)} | ${r.readMs.toFixed(1)} | ${r.loadMs.toFixed(1)} | ${r.backend} | ${r.uploadMs.toFixed(1)} | ${r.steps} | ${r.tokPerSec.toFixed(1)} | ${r.refTokPerSec ? (r.tokPerSec / r.refTokPerSec).toFixed(2) : '—'} | ${gbs.toFixed(2)} (${((gbs * 1e9) / bw).toFixed(3)}) | ${r.runcTokPerSec?.toFixed(1) ?? '—'} | ${r.runcTokPerSec ? (r.tokPerSec / r.runcTokPerSec).toFixed(2) : '—'} | ${r.maxRssMiB.toFixed(0)} |`;
-    }),
-  ];
-  const table = lines.join('\n');
+    '| model | type | file MB | read file ms | load ms (× read) | threads | decode tok/s | llama.cpp decode 1t / 2t | × cpp | bound tok/s (× bound) | prefill tok/s | llama.cpp prefill 1t / 2t | × cpp | peak RSS MiB (× weights+KV) | llama.cpp peak RSS 1t / 2t |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
   console.log(table);
   if (write) {
     const doc = path.join(ROOT, 'docs/PERFORMANCE.md');
@@ -168,6 +250,7 @@ function main(): void {
     fs.writeFileSync(doc, text);
     console.error(`updated ${doc}`);
   }
+  process.exit(0);
 }
 
-main();
+await main();

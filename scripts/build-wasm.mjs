@@ -5,7 +5,9 @@
  *
  * Flags: -O3 speed; SIMD (fixed-width v128, in every Node ≥ 16); the stub runtime, since the
  * kernels never allocate; the memory is imported, so JavaScript creates it (up to 4 GiB) and owns
- * every allocation in it.
+ * every allocation in it. The memory is declared shared (maximum 65536 pages = 4 GiB, threads
+ * enabled for that): the worker threads of src/backend/wasm/pool.ts instantiate the same module
+ * on the same memory, so a matrix-vector product's rows can be split across threads.
  */
 import asc from 'assemblyscript/asc';
 import * as fs from 'node:fs';
@@ -23,7 +25,8 @@ const { error, stderr } = await asc.main([
   '-O3', '--noAssert',
   '--runtime', 'stub',
   '--importMemory',
-  '--enable', 'simd',
+  '--sharedMemory', '--maximumMemory', '65536',
+  '--enable', 'simd,threads',
 ]);
 if (error) {
   console.error(stderr.toString());

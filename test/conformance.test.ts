@@ -297,6 +297,57 @@ for (const name of OTHERS) {
   });
 }
 
+// Threads: the wasm backend splits the rows of products across worker threads over a shared
+// memory. Each row is computed by the same kernel either way, so outputs must be bit-identical.
+test('wasm: matvec on 3 threads equals 1 thread bit for bit, every weight type (products large enough to split)', (t) => {
+  const rnd = seededRandom(23);
+  const [rows, cols] = [1031, 1024]; // over MIN_PARALLEL_WEIGHTS, rows not a multiple of the threads
+  for (const type of ['f32', 'f16', 'bf16', 'q8:64', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K']) {
+    const m = randomMatrix(type, rows, cols, rnd);
+    const x = randomArray(rnd, cols);
+    const run = (threads: number) => {
+      const be = createBackend('wasm', { maxCols: cols, weightBytes: 8 * rows * cols, threads });
+      const out = be.vector(rows);
+      const w = be.upload(m);
+      const xv = be.vector(cols, x);
+      be.matvecs([[out, xv, w], [be.vector(rows), xv, w]]); // two products in one dispatch
+      be.matvec(out, xv, w);
+      return Float32Array.from(be.read(out));
+    };
+    const one = run(1);
+    assert.deepEqual(run(3), one, type);
+    const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
+    const r = ref.vector(rows);
+    ref.matvec(r, ref.vector(cols, x), ref.upload(m));
+    check(t, `${type} ${rows}x${cols} on 3 threads`, Float32Array.from(ref.read(r)), one, 5e-8);
+  }
+});
+
+test('wasm: a whole model gives the same logits on 1 and 2 threads', () => {
+  const shape = { dim: 512, hiddenDim: 1536, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 1200, seqLen: 12, sharedClassifier: false };
+  const base = randomModel(shape, 9, 0.2);
+  for (const type of ['f32', 'Q4_0']) {
+    const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
+    const w = base.weights;
+    const model: Model = {
+      config: base.config,
+      source: { path: '(random)', format: type },
+      weights: {
+        ...w,
+        classifier: conv(w.classifier),
+        layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
+      },
+    };
+    const logits = (threads: number) => {
+      const s = new Session(model, { backend: 'wasm', threads });
+      assert.equal(s.backend, 'wasm', s.fallbackReason);
+      assert.equal(s.threads, threads);
+      return Array.from({ length: shape.seqLen }, (_, pos) => Float32Array.from(s.forward((pos * 13 + 5) % shape.vocabSize, pos)));
+    };
+    assert.deepEqual(logits(2), logits(1), type);
+  }
+});
+
 function argmaxOf(x: Float32Array): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;

@@ -8,16 +8,23 @@
  * `openBackend(model, choice)` here.
  *
  *   ref   plain TypeScript (src/backend/ref/): the definition every other backend is held to
- *   wasm  WebAssembly SIMD kernels compiled from asm/ (src/backend/wasm/), one thread
+ *   wasm  WebAssembly SIMD kernels compiled from asm/ (src/backend/wasm/), on `threads` threads
  *
  * The default (`auto`, or the LLAMATS_BACKEND environment variable) is the fastest backend that
  * starts: wasm, which falls back to ref with a reason when it cannot (no SIMD, kernels not built,
  * model larger than one 4 GiB WebAssembly memory). An op or weight type a backend has no kernel
  * for is its own business: the wasm backend runs the reference op on views of its memory.
+ *
+ * Threads (wasm): worker threads over one shared WebAssembly memory split the rows of the
+ * matrix-vector products. The default is the number of physical cores (`defaultThreads`), or
+ * LLAMATS_THREADS; results are bit-identical for any number.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import type { Matrix } from '../model/tensor.js';
 import type { Model } from '../model/weights.js';
 import type { AttentionShape } from './ref/ops.js';
+import { InvalidArgumentError } from '../errors.js';
 import { BackendUnavailableError } from './errors.js';
 import { createRefBackend, refBackend } from './ref/ref.js';
 import { createWasmBackend, wasmBackend } from './wasm/wasm.js';
@@ -69,6 +76,8 @@ export interface Backend {
   embed(out: Vector, table: Matrix, row: number): void;
   /** out = W · x. */
   matvec(out: Vector, x: Vector, w: Weight): void;
+  /** Several independent products (at most 4 per dispatch on threaded backends: one synchronization). */
+  matvecs(products: ReadonlyArray<readonly [out: Vector, x: Vector, w: Weight]>): void;
   rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void;
   /** RoPE on v[0..n) with this position's angles (headDim / 2 each). */
   rope(v: Vector, n: number, headDim: number, cos: Vector, sin: Vector): void;
@@ -108,12 +117,45 @@ export interface BackendSizing {
   readonly maxCols: number;
   /** Bytes of the weights that will be uploaded. */
   readonly weightBytes: number;
+  /** Threads of the products (wasm; default 1). */
+  readonly threads?: number;
 }
 
-const FACTORIES: Record<BackendName, { forModel: (model: Model) => Backend; sized: (s: BackendSizing) => Backend }> = {
+const FACTORIES: Record<BackendName, { forModel: (model: Model, threads: number) => Backend; sized: (s: BackendSizing) => Backend }> = {
   ref: { forModel: createRefBackend, sized: (s) => refBackend(s.maxCols) },
   wasm: { forModel: createWasmBackend, sized: wasmBackend },
 };
+
+/**
+ * The default number of threads: LLAMATS_THREADS when it is a positive integer, else the
+ * physical cores (Linux: distinct (physical id, core id) pairs of /proc/cpuinfo, so SMT siblings
+ * count once; elsewhere os.availableParallelism()). More threads than cores only fight over them.
+ */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.LLAMATS_THREADS);
+  if (Number.isInteger(v) && v >= 1) return v;
+  return physicalCores();
+}
+
+let cores: number | undefined;
+function physicalCores(): number {
+  if (cores !== undefined) return cores;
+  const logical = os.availableParallelism();
+  cores = logical;
+  try {
+    const pairs = new Set<string>();
+    let phys = '0';
+    for (const line of fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n')) {
+      const m = /^(physical id|core id)\s*:\s*(\d+)/.exec(line);
+      if (m?.[1] === 'physical id') phys = m[2]!;
+      else if (m) pairs.add(`${phys}:${m[2]}`);
+    }
+    if (pairs.size > 0) cores = Math.min(logical, pairs.size);
+  } catch {
+    // no /proc/cpuinfo: the logical count
+  }
+  return cores;
+}
 
 /** A bare backend (no model uploaded), e.g. for the conformance suite; throws BackendUnavailableError. */
 export function createBackend(name: BackendName, sizing: BackendSizing): Backend {
@@ -126,26 +168,29 @@ export function defaultBackendChoice(env: NodeJS.ProcessEnv = process.env): Back
   return v === 'ref' || v === 'wasm' || v === 'auto' ? v : 'auto';
 }
 
-const opened = new WeakMap<Model, Map<BackendName, BackendModel>>();
+const opened = new WeakMap<Model, Map<string, BackendModel>>();
 
 /**
  * The model's weights on the chosen backend, uploaded on first use and shared by every session
- * of the model. A backend that cannot start falls back to ref, with `fallbackReason` set.
+ * of the model with the same choice and threads. A backend that cannot start falls back to ref,
+ * with `fallbackReason` set.
  */
-export function openBackend(model: Model, choice: BackendChoice = defaultBackendChoice()): BackendModel {
+export function openBackend(model: Model, choice: BackendChoice = defaultBackendChoice(), threads = defaultThreads()): BackendModel {
+  if (!Number.isInteger(threads) || threads < 1) throw new InvalidArgumentError(`threads must be a positive integer; got ${threads}`, 'threads');
   const name: BackendName = choice === 'auto' ? 'wasm' : choice;
+  const key = name === 'ref' ? name : `${name}:${threads}`; // ref runs on one thread
   let perModel = opened.get(model);
   if (!perModel) opened.set(model, (perModel = new Map()));
-  const have = perModel.get(name);
+  const have = perModel.get(key);
   if (have) return have;
   let bm: BackendModel;
   try {
-    bm = uploadModel(FACTORIES[name].forModel(model), model);
+    bm = uploadModel(FACTORIES[name].forModel(model, threads), model);
   } catch (e) {
     if (name === 'ref' || !(e instanceof BackendUnavailableError)) throw e;
     bm = { ...openBackend(model, 'ref'), fallbackReason: `${name} backend unavailable: ${e.message}` };
   }
-  perModel.set(name, bm);
+  perModel.set(key, bm);
   return bm;
 }
 

@@ -25,6 +25,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { short: '-y', long: '--system', key: 'system', kind: 'string', placeholder: 'string', help: 'system prompt in chat mode', default: 'asked on stdin' },
   { long: '--fit', key: 'fit', kind: 'string', placeholder: 'auto|check', help: 'when the model does not fit in memory: auto = quantize on load / shorten the context, check = stop with the choices', default: 'check' },
   { long: '--quantize', key: 'quantize', kind: 'string', placeholder: 'q8_0|q4_0', help: 'quantize the weights while loading' },
+  { long: '--threads', key: 'threads', kind: 'int', placeholder: 'int', help: 'threads of the matrix products (wasm backend)', default: 'LLAMATS_THREADS, else the physical cores' },
   { long: '--verbose', key: 'verbose', kind: 'bool', help: 'on errors, print the chain of causes' },
   { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
 ];
@@ -66,6 +67,10 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   if (mode !== 'generate' && mode !== 'chat') throw new InvalidArgumentError(`-m (mode) must be 'generate' or 'chat'; got '${mode}'`, '-m');
   const prompt = flags.prompt as string | undefined;
   const system = flags.system as string | undefined;
+  const threads = flags.threads as number | undefined;
+  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
+  // sessions take their default thread count from LLAMATS_THREADS (src/backend/backend.ts)
+  if (threads !== undefined) process.env.LLAMATS_THREADS = String(threads);
 
   const tokenizerPath = findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd);
   const tokenizer = Tokenizer.load(tokenizerPath);

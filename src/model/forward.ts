@@ -21,7 +21,7 @@
  */
 import { ContextOverflowError, InvalidArgumentError, OutOfMemoryError, formatBytes } from '../errors.js';
 import * as os from 'node:os';
-import { BackendUnavailableError, openBackend, type Backend, type BackendChoice, type BackendModel, type BackendName, type Vector } from '../backend/backend.js';
+import { BackendUnavailableError, defaultThreads, openBackend, type Backend, type BackendChoice, type BackendModel, type BackendName, type Vector } from '../backend/backend.js';
 import { ropeAngles } from '../backend/ref/ops.js';
 import { kvDim, type ModelConfig } from './config.js';
 import type { Model } from './weights.js';
@@ -38,6 +38,11 @@ export interface SessionOptions {
   maxSeqLen?: number;
   /** Which backend runs the ops (default: LLAMATS_BACKEND, else `auto` = wasm, falling back to ref). */
   backend?: BackendChoice;
+  /**
+   * Threads of the matrix-vector products (wasm; default: LLAMATS_THREADS, else the physical
+   * cores). Outputs are identical for any number; products too small to gain stay on one thread.
+   */
+  threads?: number;
 }
 
 /**
@@ -52,6 +57,8 @@ export class Session {
   readonly backend: BackendName;
   /** Why the requested backend is not the one running, when it is not (e.g. wasm → ref). */
   readonly fallbackReason: string | undefined;
+  /** Threads the products run on (1 on ref). */
+  readonly threads: number;
   private readonly on: BackendModel;
   private s: SessionState | undefined; // undefined once disposed
   private readonly cos: Float32Array; // (headDim/2,) this position's RoPE angles, on the host
@@ -74,7 +81,8 @@ export class Session {
     }
     this.model = model;
     this.maxSeqLen = maxSeqLen;
-    let on = openBackend(model, opts.backend);
+    const threads = opts.threads ?? defaultThreads();
+    let on = openBackend(model, opts.backend, threads);
     let s: SessionState;
     try {
       s = allocateState(on.backend, c, maxSeqLen);
@@ -87,6 +95,7 @@ export class Session {
     this.on = on;
     this.s = s;
     this.backend = on.backend.name;
+    this.threads = on.backend.name === 'ref' ? 1 : threads;
     this.fallbackReason = on.fallbackReason;
     this.cos = new Float32Array(c.headDim / 2);
     this.sin = new Float32Array(c.headDim / 2);
@@ -124,9 +133,7 @@ export class Session {
 
       // attention: q, k, v for this position; k and v go into the cache
       b.rmsnorm(xb, x, lw.attnNorm, c.normEps);
-      b.matvec(q, xb, lw.wq);
-      b.matvec(k, xb, lw.wk);
-      b.matvec(v, xb, lw.wv);
+      b.matvecs([[q, xb, lw.wq], [k, xb, lw.wk], [v, xb, lw.wv]]); // one dispatch on threads
       b.rope(q, dim, hs, cos, sin);
       b.rope(k, kv, hs, cos, sin);
       b.copy(kc, pos * kv, k);
@@ -139,8 +146,7 @@ export class Session {
 
       // feed-forward: w2(silu(w1(x)) * w3(x))
       b.rmsnorm(xb, x, lw.ffnNorm, c.normEps);
-      b.matvec(hb, xb, lw.w1);
-      b.matvec(hb2, xb, lw.w3);
+      b.matvecs([[hb, xb, lw.w1], [hb2, xb, lw.w3]]);
       b.siluMul(hb, hb2);
       b.matvec(xb, hb, lw.w2);
       b.add(x, xb);

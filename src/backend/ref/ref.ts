@@ -31,6 +31,9 @@ export function refBackend(maxCols: number): Backend {
     copy: (dst, dstOffset, src) => f32(dst).set(f32(src), dstOffset),
     embed: (out, table, row) => readRow(table, row, f32(out)),
     matvec: (out, x, w) => ops.matmul(f32(out), f32(x), w.host, xq),
+    matvecs: (products) => {
+      for (const [out, x, w] of products) ops.matmul(f32(out), f32(x), w.host, xq);
+    },
     rmsnorm: (out, x, weight, eps) => ops.rmsnorm(f32(out), f32(x), f32(weight), eps),
     rope: (v, n, headDim, cos, sin) => ops.rope(f32(v), n, headDim, f32(cos), f32(sin)),
     attention: (out, q, kc, vc, att, pos, shape: AttentionShape) => ops.attention(f32(out), f32(q), f32(kc), f32(vc), f32(att), pos, shape),

@@ -10,6 +10,7 @@ import { BackendUnavailableError } from '../errors.js';
 /** The exports of asm/kernels.ts: pointers are byte offsets into the imported memory. */
 export interface Kernels {
   heapBase(): number;
+  readBytes(p: number, n: number): number;
   matvecF32(out: number, x: number, w: number, rows: number, cols: number): void;
   matvecHalf(out: number, x: number, w: number, rows: number, cols: number, bf16: number): void;
   quantizeGroups(xq: number, xs: number, x: number, n: number, gs: number): void;
@@ -39,7 +40,7 @@ export interface WasmMemory {
 interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { exports: object };
-  Memory: new (desc: { initial: number; maximum: number }) => WasmMemory;
+  Memory: new (desc: { initial: number; maximum: number; shared?: boolean }) => WasmMemory;
 }
 /** The engine's WebAssembly object, or undefined where it has none. */
 export const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
@@ -66,9 +67,9 @@ function compile(): object | BackendUnavailableError {
   }
 }
 
-/** Instantiate the kernels over `memory`. */
-export function instantiateKernels(memory: WasmMemory): Kernels {
-  const instance = new wasmApi!.Instance(kernelModule(), {
+/** Instantiate the kernels over `memory` (a worker passes the module it was sent). */
+export function instantiateKernels(memory: WasmMemory, module: object = kernelModule()): Kernels {
+  const instance = new wasmApi!.Instance(module, {
     env: {
       memory,
       abort: () => {

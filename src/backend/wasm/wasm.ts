@@ -1,5 +1,5 @@
 /**
- * The `wasm` backend: WebAssembly SIMD kernels (asm/kernels.ts), one thread.
+ * The `wasm` backend: WebAssembly SIMD kernels (asm/kernels.ts), on one or more threads.
  *
  * Memory: one WasmMemory per model (at most 4 GiB in Node 20), allocated from here by a
  * small first-fit heap. When the backend is created for a model, every weight matrix with a
@@ -9,7 +9,10 @@
  * scratch here once; a vector's block returns to the heap when the vector is garbage-collected.
  *
  * Per token, the TypeScript side only passes pointers: the time goes into the kernels, mostly the
- * matrix-vector products. Weight types without a kernel (Q4_1, Q5_K, …) run the reference op on
+ * matrix-vector products. With `threads` > 1 the memory is shared with worker threads (pool.ts)
+ * and the rows of each product (or of q, k, v together: `matvecs`) are split across them; a
+ * dispatch with fewer than MIN_PARALLEL_WEIGHTS weights stays on the calling thread, where
+ * the synchronization would cost more than it saves. Weight types without a kernel (Q4_1, Q5_K, …) run the reference op on
  * float32 views of this memory.
  */
 import type { Model } from '../../model/weights.js';
@@ -19,10 +22,21 @@ import type { AttentionShape, Backend, Op, Vector, Weight } from '../backend.js'
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { instantiateKernels, kernelModule, wasmApi, type Kernels, type WasmMemory } from './loader.js';
+import { KERNEL, MAX_PRODUCTS, runRows, ThreadPool, type Product } from './pool.js';
 
 const PAGE = 65536;
 const MAX_PAGES = 65536; // 4 GiB: the most one WebAssembly memory can hold in Node 20
 const ALIGN = 64;
+
+/**
+ * The smallest dispatch (weights of all its products together) whose rows are split across
+ * threads. Measured on the 2-core bench machine (a matvec repeated, 1 vs 2 threads): up to about
+ * 300K weights (288×288) two threads are slower (15–25 µs of work against a hand-off, an uneven
+ * finish and, when the other core is busy, a 25–35 µs wake-up); from 768×768 (590K) they break
+ * even and above 1.5M weights gain 1.4–2×. So a stories15M token runs its layers on one thread
+ * and only its classifier on two; TinyLlama and larger run every product on all threads.
+ */
+export const MIN_PARALLEL_WEIGHTS = 512 * 1024;
 
 /** Matrix-vector kernels, by weight type (see asm/kernels.ts). */
 type Kind = 'f32' | 'f16' | 'bf16' | 'q8' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
@@ -112,16 +126,17 @@ export function wasmWeightBytes(model: Model): number {
   return bytes;
 }
 
-export function createWasmBackend(model: Model): Backend {
+export function createWasmBackend(model: Model, threads = 1): Backend {
   const c = model.config;
-  return wasmBackend({ maxCols: Math.max(c.dim, c.hiddenDim), weightBytes: wasmWeightBytes(model) });
+  return wasmBackend({ maxCols: Math.max(c.dim, c.hiddenDim), weightBytes: wasmWeightBytes(model), threads });
 }
 
 /**
  * A wasm backend for matrices of at most `maxCols` columns, its memory sized up front for
- * `weightBytes` of uploads. Throws BackendUnavailableError when it cannot start.
+ * `weightBytes` of uploads, running products on `threads` threads (default 1). Throws
+ * BackendUnavailableError when it cannot start.
  */
-export function wasmBackend(opts: { maxCols: number; weightBytes: number }): Backend {
+export function wasmBackend(opts: { maxCols: number; weightBytes: number; threads?: number }): WasmBackend {
   kernelModule(); // throws the reason when there is no WebAssembly or the kernels are missing
   if (opts.weightBytes > MAX_PAGES * PAGE - 64 * 2 ** 20) {
     throw new BackendUnavailableError(
@@ -129,30 +144,58 @@ export function wasmBackend(opts: { maxCols: number; weightBytes: number }): Bac
     );
   }
   // one growth for the weights, so the upload does not reallocate the memory many times
-  const memory = new wasmApi!.Memory({ initial: Math.ceil((opts.weightBytes + 4 * 2 ** 20) / PAGE), maximum: MAX_PAGES });
-  return new WasmBackend(memory, instantiateKernels(memory), opts.maxCols);
+  // shared, so that worker threads can run the same kernels on it (the kernels declare it shared)
+  const memory = new wasmApi!.Memory({ initial: Math.ceil((opts.weightBytes + 4 * 2 ** 20) / PAGE), maximum: MAX_PAGES, shared: true });
+  return new WasmBackend(memory, instantiateKernels(memory), opts.maxCols, opts.threads ?? 1);
 }
 
-class WasmBackend implements Backend {
+/** Terminates a backend's workers when the backend is garbage-collected. */
+const pools = new FinalizationRegistry<ThreadPool>((pool) => pool.close());
+
+/** Activation buffers for one product's quantized input. */
+interface Slot {
+  xq: number;
+  xs: number;
+  xb: number;
+  /** What they hold now: the input's pointer and the scheme ('ggml' or 'q8:<gs>'), to quantize once per input. */
+  x: number;
+  scheme: string;
+}
+
+export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   private readonly heap: Heap;
   private readonly freed: FinalizationRegistry<{ ptr: number; bytes: number }>;
-  // quantized activations, once per product: values (q8: int8; ggml: int16), float32 scales, int32 block sums
-  private readonly xq: number;
-  private readonly xs: number;
-  private readonly xb: number;
+  // quantized activations, one slot per product of a dispatch: values (q8: int8; ggml: int16),
+  // float32 scales, int32 block sums
+  private readonly slots: Slot[];
   // the reference op's scratch, for weight types without a kernel
   private readonly refScratch: ops.QuantizedScratch;
+  private pool: ThreadPool | undefined; // started at the first dispatch large enough to split
 
-  constructor(readonly memory: WasmMemory, private readonly k: Kernels, maxCols: number) {
+  constructor(readonly memory: WasmMemory, private readonly k: Kernels, maxCols: number, readonly threads: number) {
+    if (!Number.isInteger(threads) || threads < 1) throw new Error(`internal: ${threads} threads`);
     this.heap = new Heap(memory, Math.max(k.heapBase() >>> 0, 1024));
     const heap = this.heap;
     this.freed = new FinalizationRegistry(({ ptr, bytes }) => heap.release(ptr, bytes));
     const n = roundUp(maxCols, 256);
-    this.xq = this.heap.alloc(2 * n);
-    this.xs = this.heap.alloc(4 * n); // one scale per group; q8 groups may be as small as 4
-    this.xb = this.heap.alloc(n / 8);
+    this.slots = Array.from({ length: MAX_PRODUCTS }, () => ({
+      xq: heap.alloc(2 * n),
+      xs: heap.alloc(4 * n), // one scale per group; q8 groups may be as small as 4
+      xb: heap.alloc(n / 8),
+      x: -1,
+      scheme: '',
+    }));
     this.refScratch = { q: new Int8Array(n), s: new Float32Array(n) };
+  }
+
+  private threadPool(): ThreadPool | undefined {
+    if (this.threads === 1) return undefined;
+    if (!this.pool) {
+      this.pool = new ThreadPool(this.threads, this.memory, kernelModule(), this.k);
+      pools.register(this, this.pool);
+    }
+    return this.pool;
   }
 
   supports(op: Op, weightType?: string): boolean {
@@ -218,33 +261,88 @@ class WasmBackend implements Backend {
   }
 
   matvec(out: Vector, x: Vector, w: Weight): void {
-    const { k } = this;
+    this.matvecs([[out, x, w]]);
+  }
+
+  matvecs(products: ReadonlyArray<readonly [out: Vector, x: Vector, w: Weight]>): void {
+    if (products.length > MAX_PRODUCTS) {
+      for (let i = 0; i < products.length; i += MAX_PRODUCTS) this.matvecs(products.slice(i, i + MAX_PRODUCTS));
+      return;
+    }
+    const jobs: Product[] = [];
+    let weights = 0;
+    for (const s of this.slots) s.x = -1;
+    products.forEach(([out, x, w], i) => {
+      const p = this.product(out, x, w as WasmWeight, this.slots[i]!);
+      if (p) jobs.push(p), (weights += p.rows * p.cols);
+    });
+    const pool = weights >= MIN_PARALLEL_WEIGHTS ? this.threadPool() : undefined;
+    if (pool) pool.run(jobs);
+    else for (const p of jobs) runRows(this.k, p, 0, p.rows);
+  }
+
+  /**
+   * The kernel job for out = W · x, the activations quantized into `slot` (or into the slot of an
+   * earlier product with the same input and scheme); undefined when the reference op ran instead.
+   */
+  private product(out: Vector, x: Vector, w: WasmWeight, slot: Slot): Product | undefined {
     const o = (out as WasmVector).ptr;
     const xp = (x as WasmVector).ptr;
-    const { kind, ptr, rows, cols } = w as WasmWeight;
+    const { kind, ptr, rows, cols } = w;
+    const base = { out: o, w: ptr, s: w.sPtr, rows, cols, xq: xp, xs: 0, xb: 0, gs: 0 };
     switch (kind) {
       case 'f32':
-        return k.matvecF32(o, xp, ptr, rows, cols);
+        return { ...base, kernel: KERNEL.f32, rowBytes: 4 * cols };
       case 'f16':
       case 'bf16':
-        return k.matvecHalf(o, xp, ptr, rows, cols, kind === 'bf16' ? 1 : 0);
+        return { ...base, kernel: KERNEL[kind], rowBytes: 2 * cols };
       case 'q8': {
         const gs = (w.host as { groupSize: number }).groupSize;
-        k.quantizeGroups(this.xq, this.xs, xp, cols, gs);
-        return k.matvecQ8Groups(o, this.xq, this.xs, ptr, (w as WasmWeight).sPtr, rows, cols, gs);
+        const q = this.quantized(xp, `q8:${gs}`, slot, (s) => this.k.quantizeGroups(s.xq, s.xs, xp, cols, gs));
+        return { ...base, kernel: KERNEL.q8, xq: q.xq, xs: q.xs, gs, rowBytes: cols };
       }
       case 'Q8_0':
       case 'Q4_0':
       case 'Q4_K':
-      case 'Q6_K':
-        k.quantizeBlocks32(this.xq, this.xs, this.xb, xp, cols);
-        if (kind === 'Q8_0') return k.matvecQ8_0(o, this.xq, this.xs, ptr, rows, cols);
-        if (kind === 'Q4_0') return k.matvecQ4_0(o, this.xq, this.xs, ptr, rows, cols);
-        if (kind === 'Q4_K') return k.matvecQ4_K(o, this.xq, this.xs, this.xb, ptr, rows, cols);
-        return k.matvecQ6_K(o, this.xq, this.xs, ptr, rows, cols);
+      case 'Q6_K': {
+        const q = this.quantized(xp, 'ggml', slot, (s) => this.k.quantizeBlocks32(s.xq, s.xs, s.xb, xp, cols));
+        return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: (w.host as { rowBytes: number }).rowBytes };
+      }
       case undefined:
-        return ops.matmul(this.view(out), this.view(x), w.host, this.refScratch);
+        ops.matmul(this.view(out), this.view(x), w.host, this.refScratch);
+        return undefined;
     }
+  }
+
+  private quantized(x: number, scheme: string, slot: Slot, quantize: (s: Slot) => void): Slot {
+    const have = this.slots.find((s) => s.x === x && s.scheme === scheme);
+    if (have) return have;
+    quantize(slot);
+    slot.x = x;
+    slot.scheme = scheme;
+    return slot;
+  }
+
+  /**
+   * Stream `bytes` of this backend's memory on all its threads and return bytes per second (the
+   * bench's read bandwidth; best of `repeats`).
+   */
+  readBandwidth(bytes: number, repeats = 5): number {
+    const rowBytes = 1 << 16;
+    const rows = Math.ceil(bytes / rowBytes);
+    const p: Product = { kernel: KERNEL.read, out: 0, xq: 0, xs: 0, xb: 0, w: this.heap.alloc(rows * rowBytes), s: 0, rows, cols: 0, gs: 0, rowBytes };
+    // written first: untouched pages all map the kernel's one zero page, which reads from cache
+    new Uint8Array(this.memory.buffer, p.w, rows * rowBytes).fill(1);
+    let best = Infinity;
+    for (let i = 0; i < repeats; i++) {
+      const t = performance.now();
+      const pool = this.threadPool();
+      if (pool) pool.run([p]);
+      else runRows(this.k, p, 0, rows);
+      best = Math.min(best, performance.now() - t);
+    }
+    this.heap.release(p.w, rows * rowBytes);
+    return (rows * rowBytes) / (best / 1000);
   }
 
   rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void {

@@ -1,0 +1,165 @@
+/**
+ * Worker threads for the wasm backend: the rows of matrix-vector products split across threads
+ * that share one WebAssembly memory.
+ *
+ * Each worker (worker.ts) instantiates the same compiled kernels module on the same shared
+ * memory, so a job is only pointers. A dispatch runs one to four products with one
+ * synchronization (the wasm backend hands q, k, v together, and w1, w3 together):
+ *
+ *   main                                  worker t (1 ≤ t < n)
+ *   write the products into `ctl`          spin on GEN (bounded, SPIN_US), then Atomics.wait
+ *   GEN += 1 (notify if a worker sleeps)   → rows [t·r/n, (t+1)·r/n) of every product
+ *   rows [0, r/n) of every product         DONE += 1, notify
+ *   spin on DONE (bounded), then wait
+ *
+ * Handing a job to a spinning worker costs well under a microsecond; waking a sleeping one
+ * 25–35 µs, so workers spin for SPIN_US after each job before they sleep: between the products of
+ * one token they stay awake; between tokens of an idle session, or when another process holds
+ * the core, they sleep rather than burn it. Rows are split evenly, so every output element is
+ * computed by the same kernel over the same row as on one thread: results are bit-identical for
+ * any number of threads.
+ *
+ * Workers are unref'd (they never keep the process alive) and terminated when their backend is
+ * garbage-collected.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Kernels, WasmMemory } from './loader.js';
+
+/** Matrix-vector kernels by code, as written into a job. */
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8 } as const;
+
+// ctl layout (Int32Array over its own SharedArrayBuffer)
+const GEN = 0; // job generation, bumped by main
+const DONE = 1; // workers finished with this generation
+const SLEEPING = 2; // workers in Atomics.wait on GEN
+const COUNT = 3; // products in this job
+const STOP = 4; // 1: workers exit
+const JOBS = 8;
+const FIELDS = 11; // kernel, out, xq, xs, xb, w, s, rows, cols, gs, rowBytes
+export const MAX_PRODUCTS = 4;
+
+/** How long a thread spins on a shared counter before it sleeps (µs). */
+export const SPIN_US = 200;
+
+/** One product: out = W · x, with the activations already quantized where the kernel needs it. */
+export interface Product {
+  kernel: number;
+  out: number;
+  xq: number; // f32 kernels: x itself
+  xs: number;
+  xb: number;
+  w: number;
+  s: number; // q8: the scales
+  rows: number;
+  cols: number;
+  gs: number; // q8 group size; f16 / bf16: 1 for bf16
+  rowBytes: number; // bytes of one row of w
+}
+
+/** Rows [r0, r1) of `p` (pointers moved to row r0). Shared by the main thread and the workers. */
+export function runRows(k: Kernels, p: Product, r0: number, r1: number): void {
+  const n = r1 - r0;
+  if (n <= 0) return;
+  const out = p.out + 4 * r0;
+  const w = p.w + r0 * p.rowBytes;
+  switch (p.kernel) {
+    case KERNEL.f32: return k.matvecF32(out, p.xq, w, n, p.cols);
+    case KERNEL.f16: return k.matvecHalf(out, p.xq, w, n, p.cols, 0);
+    case KERNEL.bf16: return k.matvecHalf(out, p.xq, w, n, p.cols, 1);
+    case KERNEL.q8: return k.matvecQ8Groups(out, p.xq, p.xs, w, p.s + 4 * r0 * (p.cols / p.gs), n, p.cols, p.gs);
+    case KERNEL.Q8_0: return k.matvecQ8_0(out, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.Q4_0: return k.matvecQ4_0(out, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.Q4_K: return k.matvecQ4_K(out, p.xq, p.xs, p.xb, w, n, p.cols);
+    case KERNEL.Q6_K: return k.matvecQ6_K(out, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.read: return void k.readBytes(w, n * p.rowBytes);
+  }
+}
+
+/** Thread t's rows of a product of `rows` rows on `n` threads. */
+export function share(rows: number, t: number, n: number): [number, number] {
+  return [Math.floor((rows * t) / n), Math.floor((rows * (t + 1)) / n)];
+}
+
+function readProduct(ctl: Int32Array, i: number): Product {
+  const o = JOBS + i * FIELDS;
+  return {
+    kernel: ctl[o]!, out: ctl[o + 1]! >>> 0, xq: ctl[o + 2]! >>> 0, xs: ctl[o + 3]! >>> 0, xb: ctl[o + 4]! >>> 0,
+    w: ctl[o + 5]! >>> 0, s: ctl[o + 6]! >>> 0, rows: ctl[o + 7]!, cols: ctl[o + 8]!, gs: ctl[o + 9]!, rowBytes: ctl[o + 10]!,
+  };
+}
+
+/** The worker's loop (worker.ts): wait for a generation, run its rows, report, forever. */
+export function workerLoop(k: Kernels, ctl: Int32Array, index: number, nThreads: number): void {
+  let seen = 0; // the pool starts at generation 0; a job posted before this thread ran is not missed
+  for (;;) {
+    waitWhile(ctl, GEN, seen, true);
+    seen = Atomics.load(ctl, GEN);
+    if (Atomics.load(ctl, STOP)) return;
+    const count = ctl[COUNT]!;
+    for (let i = 0; i < count; i++) {
+      const p = readProduct(ctl, i);
+      const [r0, r1] = share(p.rows, index, nThreads);
+      runRows(k, p, r0, r1);
+    }
+    Atomics.add(ctl, DONE, 1);
+    Atomics.notify(ctl, DONE);
+  }
+}
+
+/** Spin while ctl[i] === value for up to SPIN_US, then sleep until it changes. */
+function waitWhile(ctl: Int32Array, i: number, value: number, countSleep: boolean): void {
+  if (Atomics.load(ctl, i) !== value) return;
+  const t0 = performance.now();
+  for (let n = 1; ; n++) {
+    if (Atomics.load(ctl, i) !== value) return;
+    if ((n & 255) === 0 && performance.now() - t0 > SPIN_US / 1000) break;
+  }
+  if (countSleep) Atomics.add(ctl, SLEEPING, 1);
+  while (Atomics.load(ctl, i) === value) Atomics.wait(ctl, i, value);
+  if (countSleep) Atomics.sub(ctl, SLEEPING, 1);
+}
+
+/** `nThreads − 1` workers on `memory`; the calling thread is thread 0. */
+export class ThreadPool {
+  private readonly ctl: Int32Array;
+  private readonly workers: Worker[];
+
+  constructor(readonly nThreads: number, memory: WasmMemory, module: object, private readonly k: Kernels) {
+    this.ctl = new Int32Array(new SharedArrayBuffer(4 * (JOBS + MAX_PRODUCTS * FIELDS)));
+    const url = new URL('./worker.js', import.meta.url);
+    this.workers = Array.from({ length: nThreads - 1 }, (_, i) => {
+      const w = new Worker(url, { workerData: { memory, module, ctl: this.ctl, index: i + 1, nThreads } });
+      w.unref();
+      return w;
+    });
+  }
+
+  /** Run the products, their rows split across all threads; returns when every row is done. */
+  run(products: readonly Product[]): void {
+    const { ctl } = this;
+    if (products.length > MAX_PRODUCTS) throw new Error(`internal: ${products.length} products in one dispatch`);
+    products.forEach((p, i) => {
+      const o = JOBS + i * FIELDS;
+      ctl[o] = p.kernel; ctl[o + 1] = p.out; ctl[o + 2] = p.xq; ctl[o + 3] = p.xs; ctl[o + 4] = p.xb;
+      ctl[o + 5] = p.w; ctl[o + 6] = p.s; ctl[o + 7] = p.rows; ctl[o + 8] = p.cols; ctl[o + 9] = p.gs; ctl[o + 10] = p.rowBytes;
+    });
+    ctl[COUNT] = products.length;
+    Atomics.store(ctl, DONE, 0);
+    Atomics.add(ctl, GEN, 1);
+    if (Atomics.load(ctl, SLEEPING) > 0) Atomics.notify(ctl, GEN);
+    for (const p of products) {
+      const [r0, r1] = share(p.rows, 0, this.nThreads);
+      runRows(this.k, p, r0, r1);
+    }
+    const others = this.nThreads - 1;
+    for (let d = Atomics.load(ctl, DONE); d < others; d = Atomics.load(ctl, DONE)) waitWhile(ctl, DONE, d, false);
+  }
+
+  /** Stop the workers (their thread exits at the next generation). */
+  close(): void {
+    Atomics.store(this.ctl, STOP, 1);
+    Atomics.add(this.ctl, GEN, 1);
+    Atomics.notify(this.ctl, GEN);
+    for (const w of this.workers) void w.terminate();
+  }
+}
