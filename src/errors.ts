@@ -13,7 +13,9 @@ export type ErrorCode =
   | 'UNSUPPORTED_MODEL' // a well-formed file that llamats cannot run (yet)
   | 'TOKENIZER_MISMATCH' // tokenizer and model do not belong together
   | 'CONTEXT_OVERFLOW' // a prompt or request longer than the model's context
-  | 'OUT_OF_MEMORY'; // the plan needs more memory than the machine has
+  | 'OUT_OF_MEMORY' // the plan needs more memory than the machine has
+  | 'MODEL_NOT_FOUND' // a request names a model that this engine does not serve
+  | 'RATE_LIMITED'; // the server's queue is full: retry later
 
 /** Exit code of the CLI for each error class; 1 is left for unexpected failures. */
 export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
@@ -24,6 +26,21 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   TOKENIZER_MISMATCH: 6,
   CONTEXT_OVERFLOW: 7,
   OUT_OF_MEMORY: 8,
+  MODEL_NOT_FOUND: 2,
+  RATE_LIMITED: 9,
+};
+
+/** HTTP status of each error class for `llamats serve` (src/server/); 500 is left for unexpected failures. */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  FILE_NOT_FOUND: 500, // requests never name files: a missing file is the server's problem
+  BAD_FORMAT: 500, // e.g. the model's chat template fails to render
+  UNSUPPORTED_MODEL: 500,
+  TOKENIZER_MISMATCH: 500,
+  CONTEXT_OVERFLOW: 400,
+  OUT_OF_MEMORY: 503,
+  MODEL_NOT_FOUND: 404,
+  RATE_LIMITED: 429,
 };
 
 export class LlamatsError extends Error {
@@ -91,6 +108,29 @@ export class OutOfMemoryError extends LlamatsError {
     this.name = 'OutOfMemoryError';
     this.neededBytes = neededBytes;
     this.availableBytes = availableBytes;
+  }
+}
+
+/**
+ * A request to the engine (an OpenAI-shaped body) that is malformed or asks for something
+ * unsupported. `param` names the offending field as OpenAI's error JSON does ("messages[1].role").
+ */
+export class InvalidRequestError extends LlamatsError {
+  readonly param: string | undefined;
+  constructor(message: string, param?: string, code: 'INVALID_ARGUMENT' | 'CONTEXT_OVERFLOW' | 'MODEL_NOT_FOUND' = 'INVALID_ARGUMENT') {
+    super(code, message);
+    this.name = 'InvalidRequestError';
+    this.param = param;
+  }
+}
+
+/** The engine's waiting queue is full; `retryAfterSeconds` is a hint for the client. */
+export class RateLimitError extends LlamatsError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super('RATE_LIMITED', message);
+    this.name = 'RateLimitError';
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

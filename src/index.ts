@@ -27,3 +27,5 @@ export { renderChatTemplate, applyChatTemplate, encodeRendered, chatTemplateFor,
 export { readMetaCheckpoint, readMetaParams, metaHiddenDim, type MetaParams } from './formats/meta.js';
 export { loadHfModel, readHfConfig, isHfModelDir, type HfConfig } from './formats/hf.js';
 export { readGgufHeader, loadGgufModel, writeGguf, writeGgufModel, modelToGgufTensors, llamaGgufMetadata, ggufTypeForRow, ggmlTypeId, GGML_TYPE, quantizeRow, dequantizeRow, type GgufHeader, type GgufTensorInfo, type GgufTensor, type GgufValue, type GgufArray, type GgufLoadOptions, type WriteGgufModelOptions } from './formats/gguf.js';
+export { diagnose, findLibrary, maxCudaForDriver, type DoctorReport, type DoctorEnv, type GpuInfo, type LibraryInfo } from './doctor.js';
+export { Engine, startServer, type EngineOptions, type ServerOptions, type RunningServer } from './engine/index.js';

@@ -10,6 +10,7 @@ import { chatCommand, completeCommand } from './meta.js';
 import { convertCommand, inspectCommand, quantizeCommand } from './models.js';
 import { planCommand } from './plan.js';
 import { RUN_USAGE, runCommand } from './run.js';
+import { serveCommand } from './serve.js';
 
 const HELP = `llamats — LLaMA-family language models in TypeScript
 
@@ -24,6 +25,7 @@ Commands:
   quantize <in.gguf> <out.gguf> <T>    requantize a GGUF file (q8_0, q4_0, q4_k, q6_k, …)
   doctor [--json]    CPU, memory, NVIDIA driver, GPUs, CUDA libraries, Vulkan — and what to do next
   plan <model>       the memory a model needs against what this machine has, and what fits
+  serve <model>      OpenAI-compatible HTTP server with continuous batching and a chat page (see serve --help)
 
 Global options:
   -h, --help         show help (also: llamats <command> --help)
@@ -74,8 +76,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await doctorCommand(rest, io);
       case 'plan':
         return await planCommand(rest, io);
+      case 'serve':
+        return await serveCommand(rest, io);
       default:
-        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat, inspect, convert, quantize, plan, doctor (see 'llamats --help')\n`);
+        io.stderr(`llamats: unknown command '${cmd}'; commands: run, complete, chat, inspect, convert, quantize, plan, doctor, serve (see 'llamats --help')\n`);
         return 2;
     }
   } catch (e) {
