@@ -82,28 +82,31 @@ export function readBytes(p: usize, n: usize): i32 {
 // ---------------------------------------------------------------------------------------------
 // Float weights: out[i] = Σ_j W[i, j] · x[j]
 
+/** One row of matvecF32: Σ_j r[j] · x[j] in four f32x4 accumulators (the order every f32 product uses). */
+// @ts-ignore: decorator
+@inline function rowF32(r: usize, x: usize, cols: i32): f32 {
+  const n16 = cols & ~15;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let j = 0;
+  for (; j < n16; j += 16) {
+    const o = <usize>j << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(r + o), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(r + o, 16), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v128.load(r + o, 32), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v128.load(r + o, 48), v128.load(x + o, 48)));
+  }
+  for (; j + 4 <= cols; j += 4) {
+    const o = <usize>j << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(r + o), v128.load(x + o)));
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; j < cols; j++) s += load<f32>(r + (<usize>j << 2)) * load<f32>(x + (<usize>j << 2));
+  return s;
+}
+
 export function matvecF32(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols << 2;
-  const n16 = cols & ~15;
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-    let j = 0;
-    for (; j < n16; j += 16) {
-      const o = <usize>j << 2;
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(r + o), v128.load(x + o)));
-      a1 = f32x4.add(a1, f32x4.mul(v128.load(r + o, 16), v128.load(x + o, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(r + o, 32), v128.load(x + o, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(v128.load(r + o, 48), v128.load(x + o, 48)));
-    }
-    for (; j + 4 <= cols; j += 4) {
-      const o = <usize>j << 2;
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(r + o), v128.load(x + o)));
-    }
-    let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-    for (; j < cols; j++) s += load<f32>(r + (<usize>j << 2)) * load<f32>(x + (<usize>j << 2));
-    store<f32>(out + (<usize>i << 2), s);
-  }
+  for (let i = 0; i < rows; i++) store<f32>(out + (<usize>i << 2), rowF32(w + <usize>i * rowBytes, x, cols));
 }
 
 /** 16-bit weights (`bf16` = 1: bfloat16; 0: IEEE half), widened eight at a time. */
@@ -236,18 +239,7 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
 export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
   const nb = cols >> 5;
   const rowBytes = <usize>nb * 34;
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let acc = f32x4.splat(0);
-    for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 34;
-      const a = xq + (<usize>b << 6);
-      const isum = i32x4.add(dotW8A16(v128.load(p, 2), a), dotW8A16(v128.load(p, 18), a + 32));
-      const sc = h2f(<u32>load<u16>(p)) * load<f32>(xs + (<usize>b << 2));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(sc)));
-    }
-    store<f32>(out + (<usize>i << 2), hsum(acc));
-  }
+  for (let i = 0; i < rows; i++) store<f32>(out + (<usize>i << 2), rowQ8_0(w + <usize>i * rowBytes, xq, xs, nb));
 }
 
 /** Q4_0 (18 B per 32 weights: half d; u8 qs[16]); w[j] = d·((qs[j]&15) − 8), w[j+16] = d·((qs[j]>>4) − 8). */
@@ -368,6 +360,143 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
       }
     }
     store<f32>(out + (<usize>i << 2), hsum(acc));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batched products: out_b = W · x_b for nb vectors, one pass over the weights. The rows are taken
+// in tiles of about MM_TILE bytes that stay in cache while every vector passes over them, and the
+// vectors two (f32) or four (Q8_0) at a time share each weight load and its widening. Each
+// output is computed with exactly the arithmetic of the matvec kernel (same lanes, same order),
+// so a batched product equals its matvecs bit for bit.
+//
+// `outTab` holds nb u32 pointers to the outputs (each advanced by `outOff` bytes: the first row
+// of this thread's share); f32 inputs are a table `xTab` of nb pointers; Q8_0 inputs are nb
+// vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs: cols/8 bytes).
+
+const MM_TILE: i32 = 16384;
+
+// @ts-ignore: decorator
+@inline function tileRows(rowBytes: usize): i32 {
+  const t = <i32>(<usize>MM_TILE / rowBytes);
+  return t < 1 ? 1 : t;
+}
+
+export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  const rowBytes = <usize>cols << 2;
+  const tile = tileRows(rowBytes);
+  const n16 = cols & ~15;
+  for (let i0 = 0; i0 < rows; i0 += tile) {
+    const i1 = min(i0 + tile, rows);
+    let b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      const o0 = <usize>load<u32>(outTab + (<usize>b << 2)) + outOff;
+      const o1 = <usize>load<u32>(outTab + (<usize>b << 2), 4) + outOff;
+      const x0 = <usize>load<u32>(xTab + (<usize>b << 2));
+      const x1 = <usize>load<u32>(xTab + (<usize>b << 2), 4);
+      for (let i = i0; i < i1; i++) {
+        const r = w + <usize>i * rowBytes;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+        let j = 0;
+        for (; j < n16; j += 16) {
+          const o = <usize>j << 2;
+          const w0 = v128.load(r + o), w1 = v128.load(r + o, 16), w2 = v128.load(r + o, 32), w3 = v128.load(r + o, 48);
+          a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(x0 + o)));
+          a1 = f32x4.add(a1, f32x4.mul(w1, v128.load(x0 + o, 16)));
+          a2 = f32x4.add(a2, f32x4.mul(w2, v128.load(x0 + o, 32)));
+          a3 = f32x4.add(a3, f32x4.mul(w3, v128.load(x0 + o, 48)));
+          c0 = f32x4.add(c0, f32x4.mul(w0, v128.load(x1 + o)));
+          c1 = f32x4.add(c1, f32x4.mul(w1, v128.load(x1 + o, 16)));
+          c2 = f32x4.add(c2, f32x4.mul(w2, v128.load(x1 + o, 32)));
+          c3 = f32x4.add(c3, f32x4.mul(w3, v128.load(x1 + o, 48)));
+        }
+        for (; j + 4 <= cols; j += 4) {
+          const o = <usize>j << 2;
+          const w0 = v128.load(r + o);
+          a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(x0 + o)));
+          c0 = f32x4.add(c0, f32x4.mul(w0, v128.load(x1 + o)));
+        }
+        let s0 = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+        let s1 = hsum(f32x4.add(f32x4.add(c0, c1), f32x4.add(c2, c3)));
+        for (; j < cols; j++) {
+          const wj = load<f32>(r + (<usize>j << 2));
+          s0 += wj * load<f32>(x0 + (<usize>j << 2));
+          s1 += wj * load<f32>(x1 + (<usize>j << 2));
+        }
+        store<f32>(o0 + (<usize>i << 2), s0);
+        store<f32>(o1 + (<usize>i << 2), s1);
+      }
+    }
+    if (b < nb) {
+      const o0 = <usize>load<u32>(outTab + (<usize>b << 2)) + outOff;
+      const x0 = <usize>load<u32>(xTab + (<usize>b << 2));
+      for (let i = i0; i < i1; i++) store<f32>(o0 + (<usize>i << 2), rowF32(w + <usize>i * rowBytes, x0, cols));
+    }
+  }
+}
+
+/** One row of matvecQ8_0 against one quantized vector. */
+// @ts-ignore: decorator
+@inline function rowQ8_0(r: usize, xq: usize, xs: usize, nb: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const p = r + <usize>b * 34;
+    const a = xq + (<usize>b << 6);
+    const isum = i32x4.add(dotW8A16(v128.load(p, 2), a), dotW8A16(v128.load(p, 18), a + 32));
+    const sc = h2f(<u32>load<u16>(p)) * load<f32>(xs + (<usize>b << 2));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(sc)));
+  }
+  return hsum(acc);
+}
+
+/** dotW8A16 with the weights already widened to int16 (lo, hi: the low and high 8 of 16). */
+// @ts-ignore: decorator
+@inline function dotW16A16(lo: v128, hi: v128, a: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(a)), i32x4.dot_i16x8_s(hi, v128.load(a, 16)));
+}
+
+export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  const nb = cols >> 5;
+  const rowBytes = <usize>nb * 34;
+  const qStride = <usize>cols << 1;
+  const sStride = <usize>nb << 2;
+  const tile = tileRows(rowBytes);
+  for (let i0 = 0; i0 < rows; i0 += tile) {
+    const i1 = min(i0 + tile, rows);
+    let v = 0;
+    for (; v + 4 <= nv; v += 4) {
+      const q0 = xq + <usize>v * qStride, q1 = q0 + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
+      const s0 = xs + <usize>v * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;
+      for (let i = i0; i < i1; i++) {
+        const r = w + <usize>i * rowBytes;
+        let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+        for (let b = 0; b < nb; b++) {
+          const p = r + <usize>b * 34;
+          const wa = v128.load(p, 2), wb = v128.load(p, 18);
+          const al = i16x8.extend_low_i8x16_s(wa), ah = i16x8.extend_high_i8x16_s(wa);
+          const bl = i16x8.extend_low_i8x16_s(wb), bh = i16x8.extend_high_i8x16_s(wb);
+          const d = h2f(<u32>load<u16>(p));
+          const ao = <usize>b << 6;
+          const so = <usize>b << 2;
+          acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q0 + ao), dotW16A16(bl, bh, q0 + ao + 32))), f32x4.splat(d * load<f32>(s0 + so))));
+          acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q1 + ao), dotW16A16(bl, bh, q1 + ao + 32))), f32x4.splat(d * load<f32>(s1 + so))));
+          acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q2 + ao), dotW16A16(bl, bh, q2 + ao + 32))), f32x4.splat(d * load<f32>(s2 + so))));
+          acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q3 + ao), dotW16A16(bl, bh, q3 + ao + 32))), f32x4.splat(d * load<f32>(s3 + so))));
+        }
+        const oi = outOff + (<usize>i << 2);
+        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2)) + oi, hsum(acc0));
+        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 4) + oi, hsum(acc1));
+        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 8) + oi, hsum(acc2));
+        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 12) + oi, hsum(acc3));
+      }
+    }
+    for (; v < nv; v++) {
+      const q0 = xq + <usize>v * qStride;
+      const s0 = xs + <usize>v * sStride;
+      const o0 = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff;
+      for (let i = i0; i < i1; i++) store<f32>(o0 + (<usize>i << 2), rowQ8_0(w + <usize>i * rowBytes, q0, s0, nb));
+    }
   }
 }
 

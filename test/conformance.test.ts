@@ -17,6 +17,7 @@ import { test, type TestContext } from 'node:test';
 import { BACKEND_NAMES, BackendUnavailableError, createBackend, type Backend, type BackendName } from '../src/backend/backend.js';
 import { ropeAngles } from '../src/backend/ref/ops.js';
 import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/index.js';
+import { forwardBatch } from '../src/model/forward.js';
 import { f32Matrix, ggmlMatrix, half16Matrix, q8Matrix, quantizeQ8, type Matrix } from '../src/model/tensor.js';
 import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
 import { nmse, readJsonl, seededRandom, shared } from './helpers.js';
@@ -320,6 +321,88 @@ test('wasm: matvec on 3 threads equals 1 thread bit for bit, every weight type (
     const r = ref.vector(rows);
     ref.matvec(r, ref.vector(cols, x), ref.upload(m));
     check(t, `${type} ${rows}x${cols} on 3 threads`, Float32Array.from(ref.read(r)), one, 5e-8);
+  }
+});
+
+// matmul: B vectors × one weight. Against ref by NMSE, and against the backend's own matvec bit
+// for bit (prefill relies on it), for B of 1, odd sizes and more than one kernel dispatch (> 64),
+// with the rows split across threads. NMSE over all B outputs together; the ggml bounds are looser
+// than matvec's (a few outputs of one row can cancel); equality with matvec is the strict check.
+test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 2 threads', (t) => {
+  const rnd = seededRandom(0xba7c4);
+  const cases: Array<[type: string, bound: number, rows: number, cols: number]> = [
+    ['f32', 1e-10, 1, 1], ['f32', 1e-10, 7, 33], ['f32', 1e-10, 17, 67], ['f32', 1e-10, 300, 288], ['f32', 1e-10, 5, 4099],
+    ['Q8_0', 1e-6, 1, 32], ['Q8_0', 1e-6, 7, 160], ['Q8_0', 1e-6, 300, 288], ['Q8_0', 1e-6, 3, 4096],
+    ['q8:32', 1e-10, 5, 96], ['Q4_0', 1e-6, 9, 64], ['Q5_K', 1e-6, 2, 256], // no batched kernel: matvec
+  ];
+  for (const [type, bound, rows, cols] of cases) {
+    const m = randomMatrix(type, rows, cols, rnd);
+    for (const nb of [1, 2, 3, 4, 5, 7, 67]) {
+      const xs = Array.from({ length: nb }, () => randomArray(rnd, cols));
+      const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
+      const rw = ref.upload(m);
+      const rOuts = xs.map(() => ref.vector(rows));
+      ref.matmul(rOuts, xs.map((x) => ref.vector(cols, x)), rw);
+      for (const threads of [1, 2]) {
+        const be = createBackend('wasm', { maxCols: cols, weightBytes: 4 * rows * cols + 4096, threads });
+        const w = be.upload(m);
+        const xv = xs.map((x) => be.vector(cols, x));
+        const outs = xs.map(() => be.vector(rows));
+        be.matmul(outs, xv, w);
+        const one = be.vector(rows);
+        const all = new Float32Array(nb * rows);
+        const allRef = new Float32Array(nb * rows);
+        for (let b = 0; b < nb; b++) {
+          const got = Float32Array.from(be.read(outs[b]!));
+          be.matvec(one, xv[b]!, w);
+          assert.deepEqual(got, Float32Array.from(be.read(one)), `${type} ${rows}x${cols} B=${nb} vector ${b}: matmul ≠ matvec`);
+          all.set(got, b * rows);
+          allRef.set(ref.read(rOuts[b]!), b * rows);
+        }
+        const e = nmse(allRef, all);
+        assert.ok(e <= bound, `${type} ${rows}x${cols} B=${nb} (${threads} threads): nmse ${e} > ${bound}`);
+      }
+    }
+    t.diagnostic(`${type} ${rows}x${cols}: B = 1 … 67 within ${bound}, equal to matvec bit for bit`);
+  }
+});
+
+test('Session.prefill and forwardBatch equal forward token by token, bit for bit (ref and wasm, 1 and 2 threads, chunks over 64)', () => {
+  const shape = { dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 300, seqLen: 80, sharedClassifier: false };
+  const base = randomModel(shape, 11, 0.2);
+  for (const type of ['f32', 'Q8_0', 'Q4_0']) {
+    const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
+    const w = base.weights;
+    const model: Model = {
+      config: base.config,
+      source: { path: '(random)', format: type },
+      weights: {
+        ...w,
+        classifier: conv(w.classifier),
+        layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
+      },
+    };
+    const tokens = Array.from({ length: 75 }, (_, i) => (i * 37 + 3) % shape.vocabSize);
+    for (const [backend, threads] of [['ref', 1], ['wasm', 1], ['wasm', 2]] as const) {
+      const s = new Session(model, { backend, threads });
+      let want!: Float32Array;
+      tokens.forEach((tok, pos) => (want = Float32Array.from(s.forward(tok, pos))));
+      const p = new Session(model, { backend, threads });
+      p.prefill(tokens.slice(0, 5), 0);
+      const got = Float32Array.from(p.prefill(tokens.slice(5), 5)); // 70 tokens: chunks of 64 and 6
+      assert.deepEqual(got, want, `${type} on ${backend}, ${threads} threads`);
+      // and decoding goes on from the prefilled cache
+      assert.deepEqual(Float32Array.from(p.forward(7, 75)), Float32Array.from(s.forward(7, 75)), `${type} on ${backend}: decode after prefill`);
+      // forwardBatch: one token of each of 5 sessions at different positions equals each one's forward
+      const solo = Array.from({ length: 5 }, () => new Session(model, { backend, threads }));
+      const batch = Array.from({ length: 5 }, () => new Session(model, { backend, threads }));
+      for (let pos = 0; pos < 6; pos++) {
+        const live = [0, 1, 2, 3, 4].filter((i) => pos >= i % 3); // sessions join at different steps
+        const toks = live.map((i) => (i * 31 + pos * 7) % shape.vocabSize);
+        const got = forwardBatch(live.map((i) => batch[i]!), toks, live.map((i) => pos - (i % 3))).map((l) => Float32Array.from(l));
+        live.forEach((i, j) => assert.deepEqual(got[j], Float32Array.from(solo[i]!.forward(toks[j]!, pos - (i % 3))), `${type} on ${backend}: forwardBatch session ${i} at step ${pos}`));
+      }
+    }
   }
 });
 

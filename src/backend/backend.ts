@@ -50,11 +50,14 @@ export interface Weight {
 }
 
 /** The ops of the interface, as `supports` names them. */
-export type Op = 'matvec' | 'rmsnorm' | 'rope' | 'attention' | 'siluMul' | 'add' | 'softmax' | 'argmax';
+export type Op = 'matvec' | 'matmul' | 'rmsnorm' | 'rope' | 'attention' | 'siluMul' | 'add' | 'softmax' | 'argmax';
 
 export interface Backend {
   readonly name: BackendName;
-  /** Whether `op` (for matvec: on weights of `weightType`, e.g. 'f32', 'q8', 'Q4_K') runs in this backend's own kernels. */
+  /**
+   * Whether `op` (for matvec and matmul: on weights of `weightType`, e.g. 'f32', 'q8', 'Q4_K') runs
+   * in this backend's own kernels; a matmul without its own kernel loops over matvec.
+   */
   supports(op: Op, weightType?: string): boolean;
 
   // memory: allocated once per model or session, never per token
@@ -76,6 +79,11 @@ export interface Backend {
   embed(out: Vector, table: Matrix, row: number): void;
   /** out = W · x. */
   matvec(out: Vector, x: Vector, w: Weight): void;
+  /**
+   * outs[b] = W · xs[b] for every b: one pass over the weights serves all the vectors (a prompt's
+   * tokens, or several sequences' tokens). Equal to a loop of matvec (the wasm kernels bit for bit).
+   */
+  matmul(outs: readonly Vector[], xs: readonly Vector[], w: Weight): void;
   /** Several independent products (at most 4 per dispatch on threaded backends: one synchronization). */
   matvecs(products: ReadonlyArray<readonly [out: Vector, x: Vector, w: Weight]>): void;
   rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void;

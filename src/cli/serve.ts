@@ -85,13 +85,15 @@ export async function serveCommand(argv: readonly string[], io: RunIO & { signal
     ...opt('maxBodyBytes', flags.maxBody as number | undefined),
     ...(flags.verbose ? { log: (l: string) => io.stderr(l + '\n') } : {}),
   });
-  io.stdout(`llamats serve: listening on ${server.url} (model '${engine.name}', ${engine.scheduler.slots} slots × ${engine.contextLength} positions, chat format ${engine.chatFormat}${apiKey ? ', API key required' : ''})\n`);
-  await new Promise<void>((resolve) => {
+  // the signal handlers go in before the 'listening' line: a client may stop us the moment it reads it
+  const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     io.signal?.addEventListener('abort', stop, { once: true });
   });
+  io.stdout(`llamats serve: listening on ${server.url} (model '${engine.name}', ${engine.scheduler.slots} slots × ${engine.contextLength} positions, chat format ${engine.chatFormat}${apiKey ? ', API key required' : ''})\n`);
+  await stopped;
   await server.close();
   // nothing should be left running; if a worker or socket still is, do not hang on it
   setTimeout(() => process.exit(0), 2000).unref();

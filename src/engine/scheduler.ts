@@ -15,15 +15,14 @@
  * however many requests come. Beyond that, up to `maxQueue` sequences wait; more are refused
  * with RateLimitError (HTTP 429 + Retry-After).
  *
- * Where the weights are read: `runBatch` below runs one token of each sequence. Today that is one
- * `Session.forward` per sequence, so every sequence reads every weight once per token and the
- * batch's throughput is the single-stream throughput (the step just interleaves). Sharing each
- * weight read across the batch needs a batched forward pass (B tokens of B sessions through one
- * matrix-matrix product per weight: Backend.matmul with B columns, and attention per session); it
- * plugs in at `runBatch` without changing anything else here (docs/SERVER.md, "Batching").
+ * Where the weights are read: `runBatch` below runs one token of each sequence. For the decoding
+ * sequences of a step that is one `forwardBatch` (src/model/forward.ts): B tokens of B sessions
+ * through one matrix-matrix product per weight (Backend.matmul with B columns) and attention per
+ * session, so each weight is read once per step, not once per sequence (docs/SERVER.md,
+ * "Continuous batching"). Prompt chunks still run a token at a time.
  */
 import { RateLimitError } from '../errors.js';
-import { Session } from '../model/forward.js';
+import { Session, forwardBatch } from '../model/forward.js';
 import type { Model } from '../model/weights.js';
 import type { BackendChoice } from '../backend/backend.js';
 import type { Sequence } from './sequence.js';
@@ -201,10 +200,10 @@ export class Scheduler {
         lastYield = performance.now();
       }
     };
-    const decoding = this.running.filter((s) => s.state === 'decode');
-    for (const s of decoding) {
-      if (s.cancelled || s.state !== 'decode') continue;
-      this.runBatch([s], () => s.next);
+    // every decoding sequence's next token in one batched pass (one read of each weight)
+    const decoding = this.running.filter((s) => s.state === 'decode' && !s.cancelled);
+    if (decoding.length > 0) {
+      this.runBatch(decoding, (s) => s.next);
       await pause();
     }
     // prompt chunks, starting with a different prefilling sequence each step (round robin)
@@ -223,10 +222,36 @@ export class Scheduler {
   }
 
   /**
-   * Run one token for each sequence (`token(s)` at `s.pos`) and hand each its logits. The place
-   * where a batched forward pass (one weight read for the whole batch) goes; see the file comment.
+   * Run one token for each sequence (`token(s)` at `s.pos`) and hand each its logits: several
+   * sequences in one batched forward pass (one weight read for the whole batch).
    */
   private runBatch(seqs: readonly Sequence[], token: (s: Sequence) => number): void {
+    if (seqs.length > 1) {
+      // one batched forward pass (Session.forwardBatch: each weight read once for all of them);
+      // should it throw (one sequence's bad token or position), every sequence runs alone below
+      // and only the bad one fails: rerunning rewrites the same KV-cache rows
+      let all: Float32Array[] | undefined;
+      try {
+        all = forwardBatch(seqs.map((s) => s.session!), seqs.map(token), seqs.map((s) => s.pos));
+      } catch {
+        all = undefined;
+      }
+      if (all) {
+        seqs.forEach((s, i) => {
+          s.pos++;
+          this.tokens++;
+          try {
+            s.onLogits(all[i]!);
+          } catch (e) {
+            s.fail(e); // as below: its session is not put back into the pool
+            s.session?.dispose();
+            s.session = undefined;
+            this.sessions--;
+          }
+        });
+        return;
+      }
+    }
     for (const s of seqs) {
       try {
         const logits = s.session!.forward(token(s), s.pos);

@@ -4,7 +4,7 @@
  * stories in llama2.c's training data).
  */
 import { ContextOverflowError, InvalidArgumentError, TokenizerMismatchError } from '../errors.js';
-import { Session } from '../model/forward.js';
+import { PREFILL_CHUNK, Session } from '../model/forward.js';
 import type { Model } from '../model/weights.js';
 import { TextStream } from '../tokenizer/llama2c.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -69,13 +69,27 @@ export async function* generate(
   let start = 0;
   let stopReason: GenerationResult['stopReason'] = 'steps';
   let lastYield = performance.now();
+  // the prompt runs in batched chunks (Session.prefill: one read of the weights per chunk); the
+  // logits after a chunk are those of its last token, needed when it is the prompt's last
+  const promptEnd = Math.min(prompt.length, steps);
+  let prefilled = 0; // prompt positions already in the KV cache
+  let chunkLogits: Float32Array | undefined;
   try {
     while (pos < steps) {
       if (opts.signal?.aborted) {
         stopReason = 'aborted';
         break;
       }
-      const logits = session.forward(token, pos);
+      let logits: Float32Array;
+      if (pos < promptEnd) {
+        if (pos >= prefilled) {
+          prefilled = Math.min(pos + PREFILL_CHUNK, promptEnd);
+          chunkLogits = Float32Array.from(session.prefill(prompt.slice(pos, prefilled), pos));
+        }
+        logits = chunkLogits!; // read only at pos = prompt.length - 1, the last of its chunk
+      } else {
+        logits = session.forward(token, pos);
+      }
       const fromPrompt = pos < prompt.length - 1;
       const next = fromPrompt ? prompt[pos + 1]! : sampler.sample(logits);
       pos++;

@@ -61,6 +61,7 @@ export class Session {
   readonly threads: number;
   private readonly on: BackendModel;
   private s: SessionState | undefined; // undefined once disposed
+  private batch: BatchState | undefined; // prefill's activations, at the first prefill
   private readonly cos: Float32Array; // (headDim/2,) this position's RoPE angles, on the host
   private readonly sin: Float32Array;
 
@@ -107,14 +108,7 @@ export class Session {
    */
   forward(token: number, pos: number): Float32Array {
     const c = this.model.config;
-    if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) {
-      throw new InvalidArgumentError(`token id ${token} is outside the vocabulary [0, ${c.vocabSize})`, 'token');
-    }
-    if (!Number.isInteger(pos) || pos < 0 || pos >= this.maxSeqLen) {
-      throw new ContextOverflowError(`position ${pos} is outside the context [0, ${this.maxSeqLen})`);
-    }
-    const st = this.s;
-    if (!st) throw new InvalidArgumentError('this session was disposed; create a new Session', 'session');
+    const st = this.check(token, pos);
     const { backend: b, layers, tokenEmbedding, finalNorm, classifier } = this.on;
     const { x, xb, xb2, hb, hb2, q, k, v, att, cos, sin, logits } = st;
     const dim = c.dim;
@@ -158,6 +152,143 @@ export class Session {
   }
 
   /**
+   * Run a chunk of prompt tokens at positions startPos, startPos + 1, … (the KV cache must hold
+   * positions 0..startPos-1) and return the logits after the last one — what `forward` on each
+   * token in turn would leave, bit for bit. The projections and the feed-forward run as batched
+   * products (`matmul`: one read of each weight for up to PREFILL_CHUNK tokens); attention runs
+   * per token, causally, as in `forward`. The returned array is reused by the next call.
+   */
+  prefill(tokens: readonly number[], startPos: number): Float32Array {
+    const c = this.model.config;
+    if (tokens.length === 0) throw new InvalidArgumentError('prefill needs at least one token', 'tokens');
+    for (const token of tokens) {
+      if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) {
+        throw new InvalidArgumentError(`token id ${token} is outside the vocabulary [0, ${c.vocabSize})`, 'token');
+      }
+    }
+    const end = startPos + tokens.length - 1;
+    if (!Number.isInteger(startPos) || startPos < 0 || end >= this.maxSeqLen) {
+      throw new ContextOverflowError(`positions ${startPos}..${end} are outside the context [0, ${this.maxSeqLen})`);
+    }
+    const st = this.s;
+    if (!st) throw new InvalidArgumentError('this session was disposed; create a new Session', 'session');
+    if (tokens.length === 1) return this.forward(tokens[0]!, startPos);
+    const bt = (this.batch ??= allocateBatch(this.on.backend, c));
+    let logits!: Float32Array;
+    for (let i = 0; i < tokens.length; i += PREFILL_CHUNK) {
+      logits = this.prefillChunk(st, bt, tokens.slice(i, i + PREFILL_CHUNK), startPos + i);
+    }
+    return logits;
+  }
+
+  private prefillChunk(st: SessionState, bt: BatchState, tokens: readonly number[], startPos: number): Float32Array {
+    const { backend: b, finalNorm, classifier } = this.on;
+    const n = tokens.length;
+    this.runBatch(bt, tokens.map((token, t) => ({ st, token, pos: startPos + t })));
+    const last = bt.x[n - 1]!;
+    b.rmsnorm(last, last, finalNorm, this.model.config.normEps);
+    b.matvec(st.logits, last, classifier);
+    return b.read(st.logits);
+  }
+
+  /**
+   * One token of each of several sequences (`sessions[i]` runs `tokens[i]` at `positions[i]`, as
+   * its `forward` would) with one read of each weight for all of them: the continuous-batching
+   * server's decode step. Returns each session's logits (each reused by that session's next call),
+   * equal bit for bit to its `forward`. Sessions of different models or backends run one by one.
+   */
+  static forwardBatch(sessions: readonly Session[], tokens: readonly number[], positions: readonly number[]): Float32Array[] {
+    if (tokens.length !== sessions.length || positions.length !== sessions.length) {
+      throw new InvalidArgumentError(`forwardBatch needs one token and one position per session; got ${sessions.length} sessions, ${tokens.length} tokens, ${positions.length} positions`, 'tokens');
+    }
+    const first = sessions[0];
+    if (!first || sessions.length === 1 || sessions.some((s) => s.on !== first.on) || new Set(sessions).size !== sessions.length) {
+      return sessions.map((s, i) => s.forward(tokens[i]!, positions[i]!));
+    }
+    const states = sessions.map((s, i) => s.check(tokens[i]!, positions[i]!));
+    const { backend: b, finalNorm, classifier } = first.on;
+    const c = first.model.config;
+    const bt = (first.batch ??= allocateBatch(b, c));
+    for (let i0 = 0; i0 < sessions.length; i0 += PREFILL_CHUNK) {
+      const items = states.slice(i0, i0 + PREFILL_CHUNK).map((st, j) => ({ st, token: tokens[i0 + j]!, pos: positions[i0 + j]! }));
+      first.runBatch(bt, items);
+      const X = bt.x.slice(0, items.length);
+      for (const x of X) b.rmsnorm(x, x, finalNorm, c.normEps);
+      b.matmul(items.map((it) => it.st.logits), X, classifier);
+    }
+    return states.map((st) => b.read(st.logits));
+  }
+
+  /** The checks of `forward`: the session's state, when the token and position are valid. */
+  private check(token: number, pos: number): SessionState {
+    const c = this.model.config;
+    if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) {
+      throw new InvalidArgumentError(`token id ${token} is outside the vocabulary [0, ${c.vocabSize})`, 'token');
+    }
+    if (!Number.isInteger(pos) || pos < 0 || pos >= this.maxSeqLen) {
+      throw new ContextOverflowError(`position ${pos} is outside the context [0, ${this.maxSeqLen})`);
+    }
+    const st = this.s;
+    if (!st) throw new InvalidArgumentError('this session was disposed; create a new Session', 'session');
+    return st;
+  }
+
+  /**
+   * The layers for up to PREFILL_CHUNK tokens at once, each with its own KV cache and position
+   * (one prompt's tokens: the same cache, consecutive positions; or one token of each of several
+   * sequences): the seven projections as batched products (`matmul`), RoPE and attention per
+   * token. Leaves each token's residual stream in bt.x[t], before the final norm. Tokens that share
+   * a cache must come in position order: token t's attention reads the rows written before it.
+   */
+  private runBatch(bt: BatchState, items: ReadonlyArray<{ st: SessionState; token: number; pos: number }>): void {
+    const c = this.model.config;
+    const { backend: b, layers, tokenEmbedding } = this.on;
+    const n = items.length;
+    const dim = c.dim;
+    const kv = kvDim(c);
+    const hs = c.headDim;
+    const take = (vs: Vector[]) => (n === vs.length ? vs : vs.slice(0, n));
+    const X = take(bt.x), XB = take(bt.xb), XB2 = take(bt.xb2), Q = take(bt.q), K = take(bt.k), V = take(bt.v), HB = take(bt.hb), HB2 = take(bt.hb2);
+
+    for (let t = 0; t < n; t++) {
+      b.embed(X[t]!, tokenEmbedding, items[t]!.token);
+      ropeAngles(items[t]!.pos, hs, c.ropeTheta, this.cos, this.sin, c.ropeScaling);
+      b.write(bt.cos[t]!, this.cos);
+      b.write(bt.sin[t]!, this.sin);
+    }
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const lw = layers[l]!;
+
+      for (let t = 0; t < n; t++) b.rmsnorm(XB[t]!, X[t]!, lw.attnNorm, c.normEps);
+      b.matmul(Q, XB, lw.wq);
+      b.matmul(K, XB, lw.wk);
+      b.matmul(V, XB, lw.wv);
+      for (let t = 0; t < n; t++) {
+        const { st, pos } = items[t]!;
+        b.rope(Q[t]!, dim, hs, bt.cos[t]!, bt.sin[t]!);
+        b.rope(K[t]!, kv, hs, bt.cos[t]!, bt.sin[t]!);
+        b.copy(st.keyCache[l]!, pos * kv, K[t]!);
+        b.copy(st.valueCache[l]!, pos * kv, V[t]!);
+      }
+      // causal: token t attends over positions 0..pos of its own cache (later rows are not read)
+      for (let t = 0; t < n; t++) {
+        const { st, pos } = items[t]!;
+        b.attention(XB[t]!, Q[t]!, st.keyCache[l]!, st.valueCache[l]!, st.att, pos, c);
+      }
+      b.matmul(XB2, XB, lw.wo);
+      for (let t = 0; t < n; t++) b.add(X[t]!, XB2[t]!);
+
+      for (let t = 0; t < n; t++) b.rmsnorm(XB[t]!, X[t]!, lw.ffnNorm, c.normEps);
+      b.matmul(HB, XB, lw.w1);
+      b.matmul(HB2, XB, lw.w3);
+      for (let t = 0; t < n; t++) b.siluMul(HB[t]!, HB2[t]!);
+      b.matmul(XB, HB, lw.w2);
+      for (let t = 0; t < n; t++) b.add(X[t]!, XB[t]!);
+    }
+  }
+
+  /**
    * Give the session's activations and KV cache back to the backend now (a wasm memory cannot
    * shrink, but its freed blocks serve the next sessions). Without it they are returned when the
    * session is garbage-collected, which may be late. The session cannot run after this.
@@ -168,6 +299,8 @@ export class Session {
     this.s = undefined;
     const b = this.on.backend;
     for (const v of Object.values(st).flat()) b.free(v);
+    if (this.batch) for (const v of Object.values(this.batch).flat()) b.free(v);
+    this.batch = undefined;
   }
 }
 
@@ -207,6 +340,37 @@ function allocateState(b: Backend, c: ModelConfig, maxSeqLen: number): SessionSt
     keyCache: Array.from({ length: c.nLayers }, () => b.vector(maxSeqLen * kv)),
     valueCache: Array.from({ length: c.nLayers }, () => b.vector(maxSeqLen * kv)),
   };
+}
+
+/** Prompt tokens per batched pass of `prefill` (each weight is read once per chunk). */
+export const PREFILL_CHUNK = 64;
+
+/** Prefill's activations: PREFILL_CHUNK of each of the single-token vectors, and their RoPE angles. */
+interface BatchState {
+  readonly x: Vector[];
+  readonly xb: Vector[];
+  readonly xb2: Vector[];
+  readonly hb: Vector[];
+  readonly hb2: Vector[];
+  readonly q: Vector[];
+  readonly k: Vector[];
+  readonly v: Vector[];
+  readonly cos: Vector[];
+  readonly sin: Vector[];
+}
+
+function allocateBatch(b: Backend, c: ModelConfig): BatchState {
+  const kv = kvDim(c);
+  const n = (len: number) => Array.from({ length: PREFILL_CHUNK }, () => b.vector(len));
+  return {
+    x: n(c.dim), xb: n(c.dim), xb2: n(c.dim), hb: n(c.hiddenDim), hb2: n(c.hiddenDim),
+    q: n(c.dim), k: n(kv), v: n(kv), cos: n(c.headDim / 2), sin: n(c.headDim / 2),
+  };
+}
+
+/** One token of each of several sessions, one weight read for all: see Session.forwardBatch. */
+export function forwardBatch(sessions: readonly Session[], tokens: readonly number[], positions: readonly number[]): Float32Array[] {
+  return Session.forwardBatch(sessions, tokens, positions);
 }
 
 /** Bytes of a session's KV cache for `maxSeqLen` positions. */

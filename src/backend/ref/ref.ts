@@ -31,6 +31,10 @@ export function refBackend(maxCols: number): Backend {
     copy: (dst, dstOffset, src) => f32(dst).set(f32(src), dstOffset),
     embed: (out, table, row) => readRow(table, row, f32(out)),
     matvec: (out, x, w) => ops.matmul(f32(out), f32(x), w.host, xq),
+    matmul: (outs, xs, w) => {
+      if (outs.length !== xs.length) throw new Error(`internal: matmul of ${xs.length} inputs into ${outs.length} outputs`);
+      for (let b = 0; b < xs.length; b++) ops.matmul(f32(outs[b]!), f32(xs[b]!), w.host, xq);
+    },
     matvecs: (products) => {
       for (const [out, x, w] of products) ops.matmul(f32(out), f32(x), w.host, xq);
     },

@@ -20,6 +20,8 @@ export interface Kernels {
   matvecQ4_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ6_K(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  matmulF32(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
+  matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   rmsnorm(o: number, x: number, weight: number, n: number, eps: number): void;
   softmax(x: number, n: number): void;
   argmax(x: number, n: number): number;

@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
 
 /** Matrix-vector kernels by code, as written into a job. */
-export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8 } as const;
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10 } as const;
 
 // ctl layout (Int32Array over its own SharedArrayBuffer)
 const GEN = 0; // job generation, bumped by main
@@ -35,13 +35,17 @@ const SLEEPING = 2; // workers in Atomics.wait on GEN
 const COUNT = 3; // products in this job
 const STOP = 4; // 1: workers exit
 const JOBS = 8;
-const FIELDS = 11; // kernel, out, xq, xs, xb, w, s, rows, cols, gs, rowBytes
+const FIELDS = 12; // kernel, out, xq, xs, xb, w, s, rows, cols, gs, rowBytes, nb
 export const MAX_PRODUCTS = 4;
 
 /** How long a thread spins on a shared counter before it sleeps (µs). */
 export const SPIN_US = 200;
 
-/** One product: out = W · x, with the activations already quantized where the kernel needs it. */
+/**
+ * One product: out = W · x, with the activations already quantized where the kernel needs it.
+ * Batched kernels (mm*): out_b = W · x_b for `nb` vectors; `out` is a table of nb output
+ * pointers, and `xq` a table of nb input pointers (mmF32) or nb quantized vectors back to back.
+ */
 export interface Product {
   kernel: number;
   out: number;
@@ -54,6 +58,7 @@ export interface Product {
   cols: number;
   gs: number; // q8 group size; f16 / bf16: 1 for bf16
   rowBytes: number; // bytes of one row of w
+  nb?: number; // batched kernels: vectors
 }
 
 /** Rows [r0, r1) of `p` (pointers moved to row r0). Shared by the main thread and the workers. */
@@ -72,6 +77,8 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number): void {
     case KERNEL.Q4_K: return k.matvecQ4_K(out, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.Q6_K: return k.matvecQ6_K(out, p.xq, p.xs, w, n, p.cols);
     case KERNEL.read: return void k.readBytes(w, n * p.rowBytes);
+    case KERNEL.mmF32: return k.matmulF32(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
+    case KERNEL.mmQ8_0: return k.matmulQ8_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
   }
 }
 
@@ -84,7 +91,7 @@ function readProduct(ctl: Int32Array, i: number): Product {
   const o = JOBS + i * FIELDS;
   return {
     kernel: ctl[o]!, out: ctl[o + 1]! >>> 0, xq: ctl[o + 2]! >>> 0, xs: ctl[o + 3]! >>> 0, xb: ctl[o + 4]! >>> 0,
-    w: ctl[o + 5]! >>> 0, s: ctl[o + 6]! >>> 0, rows: ctl[o + 7]!, cols: ctl[o + 8]!, gs: ctl[o + 9]!, rowBytes: ctl[o + 10]!,
+    w: ctl[o + 5]! >>> 0, s: ctl[o + 6]! >>> 0, rows: ctl[o + 7]!, cols: ctl[o + 8]!, gs: ctl[o + 9]!, rowBytes: ctl[o + 10]!, nb: ctl[o + 11]!,
   };
 }
 
@@ -141,7 +148,7 @@ export class ThreadPool {
     products.forEach((p, i) => {
       const o = JOBS + i * FIELDS;
       ctl[o] = p.kernel; ctl[o + 1] = p.out; ctl[o + 2] = p.xq; ctl[o + 3] = p.xs; ctl[o + 4] = p.xb;
-      ctl[o + 5] = p.w; ctl[o + 6] = p.s; ctl[o + 7] = p.rows; ctl[o + 8] = p.cols; ctl[o + 9] = p.gs; ctl[o + 10] = p.rowBytes;
+      ctl[o + 5] = p.w; ctl[o + 6] = p.s; ctl[o + 7] = p.rows; ctl[o + 8] = p.cols; ctl[o + 9] = p.gs; ctl[o + 10] = p.rowBytes; ctl[o + 11] = p.nb ?? 0;
     });
     ctl[COUNT] = products.length;
     Atomics.store(ctl, DONE, 0);

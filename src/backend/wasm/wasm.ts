@@ -51,6 +51,12 @@ function kindOf(m: Matrix): Kind | undefined {
   return m.type === 'ggml' ? GGML_KINDS.get(m.ggmlType) : m.type;
 }
 
+/** The weight types with a batched (matmul) kernel here; the others loop over matvec. */
+export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'Q8_0'];
+
+/** Vectors per batched kernel dispatch (a longer matmul is split). */
+export const MAX_BATCH = 64;
+
 /** The weight types with a matvec kernel here. */
 export const WASM_WEIGHT_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'q8', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
@@ -172,6 +178,9 @@ export class WasmBackend implements Backend {
   // the reference op's scratch, for weight types without a kernel
   private readonly refScratch: ops.QuantizedScratch;
   private pool: ThreadPool | undefined; // started at the first dispatch large enough to split
+  private readonly maxCols: number;
+  // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
+  private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
 
   constructor(readonly memory: WasmMemory, private readonly k: Kernels, maxCols: number, readonly threads: number) {
     if (!Number.isInteger(threads) || threads < 1) throw new Error(`internal: ${threads} threads`);
@@ -179,6 +188,7 @@ export class WasmBackend implements Backend {
     const heap = this.heap;
     this.freed = new FinalizationRegistry(({ ptr, bytes }) => heap.release(ptr, bytes));
     const n = roundUp(maxCols, 256);
+    this.maxCols = n;
     this.slots = Array.from({ length: MAX_PRODUCTS }, () => ({
       xq: heap.alloc(2 * n),
       xs: heap.alloc(4 * n), // one scale per group; q8 groups may be as small as 4
@@ -199,6 +209,7 @@ export class WasmBackend implements Backend {
   }
 
   supports(op: Op, weightType?: string): boolean {
+    if (op === 'matmul') return weightType !== undefined && WASM_MATMUL_TYPES.includes(weightType);
     return op !== 'matvec' || (weightType !== undefined && WASM_WEIGHT_TYPES.includes(weightType));
   }
 
@@ -262,6 +273,45 @@ export class WasmBackend implements Backend {
 
   matvec(out: Vector, x: Vector, w: Weight): void {
     this.matvecs([[out, x, w]]);
+  }
+
+  matmul(outs: readonly Vector[], xs: readonly Vector[], w: Weight): void {
+    if (outs.length !== xs.length) throw new Error(`internal: matmul of ${xs.length} inputs into ${outs.length} outputs`);
+    const ww = w as WasmWeight;
+    if (ww.kind !== 'f32' && ww.kind !== 'Q8_0') {
+      // no batched kernel: matvecs, four products per dispatch
+      for (let i = 0; i < xs.length; i += MAX_PRODUCTS) {
+        this.matvecs(xs.slice(i, i + MAX_PRODUCTS).map((x, j) => [outs[i + j]!, x, w] as const));
+      }
+      return;
+    }
+    if (ww.cols > this.maxCols) throw new Error(`internal: matmul of ${ww.cols} columns on a backend sized for ${this.maxCols}`);
+    const n = this.maxCols;
+    const bt = (this.batch ??= {
+      outTab: this.heap.alloc(4 * MAX_BATCH),
+      xTab: this.heap.alloc(4 * MAX_BATCH),
+      xq: this.heap.alloc(2 * n * MAX_BATCH),
+      xs: this.heap.alloc((n / 8) * MAX_BATCH),
+      xb: this.heap.alloc(n / 8),
+    });
+    for (let b0 = 0; b0 < xs.length; b0 += MAX_BATCH) {
+      const nb = Math.min(MAX_BATCH, xs.length - b0);
+      const outTab = new Uint32Array(this.memory.buffer, bt.outTab, nb);
+      for (let b = 0; b < nb; b++) outTab[b] = ptr(outs[b0 + b]!);
+      const { rows, cols } = ww;
+      let p: Product;
+      if (ww.kind === 'f32') {
+        const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
+        for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
+        p = { kernel: KERNEL.mmF32, out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, rowBytes: 4 * cols, nb };
+      } else {
+        for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb, ptr(xs[b0 + b]!), cols);
+        p = { kernel: KERNEL.mmQ8_0, out: bt.outTab, xq: bt.xq, xs: bt.xs, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, rowBytes: (ww.host as { rowBytes: number }).rowBytes, nb };
+      }
+      const pool = rows * cols * nb >= MIN_PARALLEL_WEIGHTS ? this.threadPool() : undefined;
+      if (pool) pool.run([p]);
+      else runRows(this.k, p, 0, rows);
+    }
   }
 
   matvecs(products: ReadonlyArray<readonly [out: Vector, x: Vector, w: Weight]>): void {
