@@ -59,7 +59,10 @@ export function readHfConfig(dir: string, opts: { maxSeqLen?: number } = {}): Hf
   const file = path.join(dir, 'config.json');
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const text = fs.readFileSync(file, 'utf8');
+    // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
+    if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+    raw = JSON.parse(text);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new FileFormatError(file, 'no config.json: a Hugging Face model directory holds config.json and model.safetensors (or pytorch_model.bin)', { code: 'FILE_NOT_FOUND' });
@@ -191,7 +194,9 @@ function openWeights(dir: string): { files: TensorFile[]; fileOf: Map<string, Te
 function readIndex(file: string): Map<string, string> {
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const text = fs.readFileSync(file, 'utf8');
+    if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+    raw = JSON.parse(text);
   } catch (e) {
     throw new FileFormatError(file, `is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
@@ -293,4 +298,21 @@ export function unpermuteRows(hf: Uint8Array, nHeads: number, headDim: number, r
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** How deeply arrays and objects nest in JSON text (a scan, before JSON.parse; brackets in strings do not count). */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
 }

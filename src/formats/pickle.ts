@@ -116,7 +116,7 @@ class Unpickler {
       case 0x42: this.push(this.raw(this.u32())); return; // B BINBYTES
       case 0x43: this.push(this.raw(this.u8())); return; // C SHORT_BINBYTES
       case 0x8e: case 0x96: this.push(this.raw(this.u64())); return; // BINBYTES8, BYTEARRAY8
-      case 0x56: this.push(rawUnicodeEscape(this.line())); return; // V UNICODE (protocol 0)
+      case 0x56: { const s = rawUnicodeEscape(this.line()); if (s === undefined) throw this.fail('UNICODE with a \\U escape above U+10FFFF'); this.push(s); return; } // V UNICODE (protocol 0)
       case 0x53: this.push(this.quoted(this.line())); return; // S STRING (protocol 0, a Python repr)
       // --- containers
       case 0x7d: this.push(new Map()); return; // } EMPTY_DICT
@@ -346,9 +346,18 @@ function narrow(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-/** Python's raw-unicode-escape: only \uXXXX and \UXXXXXXXX are escapes; bytes are latin-1. */
-function rawUnicodeEscape(t: string): string {
-  return t.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, u?: string, U?: string) => String.fromCodePoint(parseInt((u ?? U)!, 16)));
+/**
+ * Python's raw-unicode-escape: only \uXXXX and \UXXXXXXXX are escapes; bytes are latin-1.
+ * Undefined for an escape above U+10FFFF (Python refuses it too).
+ */
+function rawUnicodeEscape(t: string): string | undefined {
+  let bad = false;
+  const s = t.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, u?: string, U?: string) => {
+    const cp = parseInt((u ?? U)!, 16);
+    if (cp > 0x10ffff) bad = true;
+    return bad ? '' : String.fromCodePoint(cp);
+  });
+  return bad ? undefined : s;
 }
 
 /** A short description of a value for messages (never recursive). */

@@ -175,7 +175,7 @@ class Pth implements PthFile {
     if (depth > 16) throw new FileFormatError(this.path, `data.pkl nests dicts more than 16 deep at "${prefix}"; expected a state_dict`);
     seen.add(d);
     for (const [k, v] of d) {
-      const name = prefix + String(k);
+      const name = prefix + (typeof k === 'string' ? k : describe(k)); // (String() of a deeply nested tuple overflows the stack)
       if (v instanceof Map && !seen.has(v)) this.collect(v, name + '.', depth + 1, seen);
       if (!(v instanceof TensorRef)) continue; // not a weight: skipped (see the top of the file)
       const { storage: s, offset, shape, stride } = v;
@@ -191,6 +191,14 @@ class Pth implements PthFile {
         throw new FileFormatError(
           this.path,
           `tensor "${name}" (${s.type.dtype} [${shape}], stride [${stride}], offset ${offset}) needs ${(last + 1) * es} bytes of storage ${s.entry}, but the storage has ${s.byteLength}`,
+        );
+      }
+      // only broadcast or overlapping views (stride 0) hold more elements than their storage: a
+      // few bytes of file would make `read` allocate gigabytes, and no checkpoint saves weights so
+      if (numel * es > s.byteLength) {
+        throw new FileFormatError(
+          this.path,
+          `tensor "${name}" (${s.type.dtype} [${shape}], stride [${stride}]) has ${numel} elements, more than its storage ${s.entry} holds (${s.byteLength / es}); broadcast or overlapping views are not supported: save the tensor with .contiguous().clone()`,
         );
       }
       if (this.tensors.has(name)) throw new FileFormatError(this.path, `has two tensors named "${name}"`);

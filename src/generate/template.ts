@@ -18,8 +18,12 @@
  * GGUF byte-level) encode it with { special: true }; for the others (SentencePiece, llama2.c) the
  * text is split at the BOS / EOS text and each part encoded, which is what a tokenizer.json made
  * from the same tokenizer.model does. No BOS is added beyond what the template writes.
+ *
+ * A template comes with the model file, so rendering is bounded: at most MAX_RENDER_STEPS
+ * evaluations, range() of at most MAX_RANGE numbers, strings and lists of at most
+ * MAX_VALUE_LENGTH; a template that runs away throws ChatTemplateError instead of hanging.
  */
-import { Template } from '@huggingface/jinja';
+import { Interpreter, Template } from '@huggingface/jinja';
 import { InvalidArgumentError, LlamatsError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
@@ -68,8 +72,53 @@ const compiled = new Map<string, Template>();
 
 /** Thrown by the template's raise_exception, to tell it from the template's own failures. */
 class Raised extends Error {}
-/** @huggingface/jinja declares its own raise_exception; this prefix rebinds it to ours. */
-const RAISE_PREFIX = '{% set raise_exception = __llamats_raise_exception %}';
+
+/**
+ * Budgets of one render. A template comes with the model file, so it must not hang or exhaust
+ * memory: `{% for i in range(99999999) %}` would do both. Real templates take 20 to 50 evaluation
+ * steps per message and call range() on the message count at most; a step costs up to ~5 µs
+ * (a loop iteration), so the budget allows thousands of messages and stops a runaway in ~0.5 s.
+ */
+const MAX_RENDER_STEPS = 100_000; // evaluations, plus the numbers range() makes
+const MAX_RANGE = 100_000;
+const MAX_VALUE_LENGTH = 1 << 22; // characters of a string, items of a list (a doubling loop gets there fast)
+
+/** Steps left in the render under way (renders are synchronous: one at a time). */
+let stepsLeft = 0;
+
+/** Python's range(), refusing more than MAX_RANGE numbers (the library's builds any array asked for). */
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error('range() step must not be zero');
+  const n = Math.ceil((stop - start) / step);
+  if (!(n <= MAX_RANGE)) throw new Error(`range(${start}, ${stop}, ${step}) would make more than ${MAX_RANGE} numbers`);
+  stepsLeft -= Math.max(0, n);
+  return Array.from({ length: Math.max(0, n) }, (_, i) => start + i * step);
+}
+
+/**
+ * t.render(vars) within the budgets: Interpreter.evaluate is wrapped while it runs, to count
+ * steps and check the size of every value made.
+ */
+function renderWithBudget(t: Template, vars: Record<string, unknown>): string {
+  const evaluate = Interpreter.prototype.evaluate;
+  stepsLeft = MAX_RENDER_STEPS;
+  Interpreter.prototype.evaluate = function (this: Interpreter, ...args: Parameters<Interpreter['evaluate']>) {
+    if (--stepsLeft < 0) throw new Error(`rendering takes more than ${MAX_RENDER_STEPS} steps (a loop that does not end?)`);
+    const v = evaluate.apply(this, args);
+    const length = (v.value as { length?: unknown } | null)?.length;
+    if (typeof length === 'number' && length > MAX_VALUE_LENGTH) throw new Error(`a value of ${length} characters or items, above the ${MAX_VALUE_LENGTH} allowed`);
+    return v;
+  };
+  try {
+    return t.render(vars);
+  } finally {
+    Interpreter.prototype.evaluate = evaluate;
+  }
+}
+
+/** @huggingface/jinja declares its own raise_exception and range; this prefix rebinds them to ours. */
+const RAISE_PREFIX = '{% set raise_exception = __llamats_raise_exception %}{% set range = __llamats_range %}';
 
 /** Render a chat template (see the file comment for the variables). */
 export function renderChatTemplate(template: string, messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
@@ -93,15 +142,16 @@ export function renderChatTemplate(template: string, messages: readonly ChatMess
     ...(opts.unkToken !== undefined ? { unk_token: opts.unkToken } : {}),
     ...(opts.padToken !== undefined ? { pad_token: opts.padToken } : {}),
     ...opts.extra,
+    __llamats_range: boundedRange,
     __llamats_raise_exception: (message: unknown) => {
       throw new Raised(String(message));
     },
   };
   try {
-    return t.render(vars);
+    return renderWithBudget(t, vars);
   } catch (e) {
     if (e instanceof Raised) throw new InvalidArgumentError(`the chat template refused the dialog: ${e.message}`, 'dialog');
-    throw new ChatTemplateError(`fails to render: ${(e as Error).message}`, template, { cause: e });
+    throw new ChatTemplateError(`fails to render: ${(e as Error | undefined)?.message ?? String(e)}`, template, { cause: e });
   }
 }
 

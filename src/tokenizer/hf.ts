@@ -148,6 +148,23 @@ function unknownType(kind: string, type: unknown, known: string[], path: string)
   throw new UnsupportedModelError(`${path}: unknown ${kind} type: ${JSON.stringify(type)}; llamats supports ${known.join(', ')}`);
 }
 
+/** How deeply arrays and objects nest in JSON text (a scan, before JSON.parse; brackets in strings do not count). */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Regular expressions: Oniguruma / Rust regex syntax → JavaScript
 // ---------------------------------------------------------------------------------------------
@@ -464,6 +481,7 @@ function buildPreTokenizer(spec: unknown, path: string): PreTokenizer | undefine
     }
     case 'Metaspace': {
       const replacement = str(o, 'replacement', 'Metaspace', path);
+      if (replacement === '') throw new FileFormatError(path, 'Metaspace.replacement is ""; expected a character such as "▁"'); // splitting on "" never ends
       // prepend_scheme (tokenizers ≥ 0.15) or the older add_prefix_space
       const scheme = typeof o.prepend_scheme === 'string' ? o.prepend_scheme : bool(o, 'add_prefix_space', true) ? 'always' : 'never';
       if (!['always', 'first', 'never'].includes(scheme)) throw new FileFormatError(path, `Metaspace.prepend_scheme is ${JSON.stringify(scheme)}; expected always, first or never`);
@@ -593,6 +611,7 @@ function buildDecoder(spec: unknown, path: string): DecoderStep[] | undefined {
     }
     case 'Strip': {
       const content = toByteString(str(o, 'content', 'Strip', path));
+      if (content === '') throw new FileFormatError(path, 'Strip.content is ""; expected a character such as " "'); // "" always matches: start / stop would loop that many times
       const left = typeof o.start === 'number' ? o.start : 0;
       const right = typeof o.stop === 'number' ? o.stop : 0;
       return [
@@ -1022,6 +1041,8 @@ export class HfTokenizer {
     if (typeof input === 'string' || input instanceof Uint8Array) {
       const text = typeof input === 'string' ? input : new TextDecoder('utf-8').decode(input);
       try {
+        // real files nest about 6 deep; much deeper would overflow the recursive builders and messages
+        if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
         json = JSON.parse(text);
       } catch (e) {
         throw new FileFormatError(path, `is not valid JSON (${(e as Error).message}); expected a Hugging Face tokenizer.json`, { cause: e });
@@ -1046,7 +1067,8 @@ export class HfTokenizer {
     for (const [i, a] of arr(json.added_tokens ?? [], 'added_tokens', path).entries()) {
       const t = obj(a, `added_tokens[${i}]`, path);
       const id = t.id;
-      if (!Number.isInteger(id) || (id as number) < 0) throw new FileFormatError(path, `added_tokens[${i}].id is ${JSON.stringify(id)}; expected a non-negative integer`);
+      // (ids index arrays: a huge one would allocate that many slots; the model's vocab ids have the same bound)
+      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= POS_BITS) throw new FileFormatError(path, `added_tokens[${i}].id is ${JSON.stringify(id)}; expected an integer in [0, 2^24)`);
       const content = str(t, 'content', `added_tokens[${i}]`, path);
       const special = bool(t, 'special', false);
       const tok: AddedToken = {
@@ -1196,7 +1218,7 @@ function templateSpecials(spec: unknown, path: string): { bos?: number; eos?: nu
       const found: { bos?: number; eos?: number } = {};
       let seenA = false;
       for (const item of arr(o.single, 'TemplateProcessing.single', path)) {
-        const it = item as Json;
+        const it = obj(item, 'an item of TemplateProcessing.single', path);
         if (it.Sequence) seenA = true;
         else if (it.SpecialToken) {
           const id = idOf(str(it.SpecialToken as Json, 'id', 'SpecialToken', path));
