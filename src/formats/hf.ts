@@ -39,6 +39,7 @@ import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, 
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth } from './pth.js';
 import { openSafetensors } from './safetensors.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
 
 /** What config.json says: the model's config and the special tokens for the tokenizer side. */
 export interface HfConfig {
@@ -61,7 +62,7 @@ export function readHfConfig(dir: string, opts: { maxSeqLen?: number } = {}): Hf
   try {
     const text = fs.readFileSync(file, 'utf8');
     // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
-    if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
     raw = JSON.parse(text);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -195,7 +196,7 @@ function readIndex(file: string): Map<string, string> {
   let raw: unknown;
   try {
     const text = fs.readFileSync(file, 'utf8');
-    if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
     raw = JSON.parse(text);
   } catch (e) {
     throw new FileFormatError(file, `is not valid JSON: ${(e as Error).message}`, { cause: e });
@@ -300,19 +301,3 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** How deeply arrays and objects nest in JSON text (a scan, before JSON.parse; brackets in strings do not count). */
-function jsonDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
-}

@@ -27,6 +27,7 @@ import { makeConfig, type ModelConfig } from '../model/config.js';
 import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth, type PthFile } from './pth.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
 
 export interface MetaParams {
   dim: number;
@@ -52,7 +53,7 @@ export function readMetaParams(dir: string): MetaParams {
   try {
     const text = fs.readFileSync(file, 'utf8');
     // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
-    if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
     raw = JSON.parse(text);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -92,23 +93,6 @@ export function readMetaParams(dir: string): MetaParams {
   };
   if (params.multiple_of <= 0) throw new FileFormatError(file, `"multiple_of" must be positive; found ${params.multiple_of}`);
   return params;
-}
-
-/** How deeply arrays and objects nest in JSON text (a scan, before JSON.parse; brackets in strings do not count). */
-function jsonDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
 }
 
 /** The feed-forward width of Meta's `FeedForward` for these params. */

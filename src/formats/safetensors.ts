@@ -23,6 +23,7 @@
 import * as fs from 'node:fs';
 import { FileFormatError } from '../errors.js';
 import { statFile } from '../io/file.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
 
 export const SAFETENSORS_DTYPE_BYTES = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
@@ -88,7 +89,7 @@ class Safetensors implements SafetensorsFile {
     try {
       const text = new TextDecoder('utf-8', { fatal: true }).decode(readAt(fd, path, 8, n));
       // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
-      if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+      if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
       header = JSON.parse(text);
     } catch (e) {
       throw new FileFormatError(path, `the ${n}-byte header is not valid UTF-8 JSON (${(e as Error).message}); expected a safetensors file`, { cause: e });
@@ -166,23 +167,6 @@ function isObject(x: unknown): x is Record<string, unknown> {
 
 function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
-}
-
-/** How deeply arrays and objects nest in JSON text (a scan, before JSON.parse; brackets in strings do not count). */
-function jsonDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
 }
 
 /** A short rendering of a JSON value for messages. */

@@ -28,6 +28,7 @@ import { HTTP_STATUS, InvalidRequestError, LlamatsError, RateLimitError } from '
 import type { Engine } from '../engine/engine.js';
 import type { ChatCompletionCreateParams, CompletionCreateParams } from '../engine/types.js';
 import { PAGE_CSP, PAGE_HTML } from './web/page.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
 
 export interface ServerOptions {
   /** Default 127.0.0.1. */
@@ -190,12 +191,7 @@ export function createServer(engine: Engine, opts: ServerOptions = {}): http.Ser
       }
       chunks.push(chunk);
     }
-    const text = Buffer.concat(chunks).toString('utf8');
-    try {
-      return JSON.parse(text);
-    } catch (e) {
-      throw new InvalidRequestError(`the body is not valid JSON: ${(e as Error).message}`);
-    }
+    return parseJsonBody(Buffer.concat(chunks).toString('utf8'));
   }
 
   return server;
@@ -299,4 +295,15 @@ function send(res: http.ServerResponse, status: number, body: string, headers: R
   if (res.destroyed) return;
   res.writeHead(status, { 'Content-Length': Buffer.byteLength(body), 'X-Content-Type-Options': 'nosniff', ...headers });
   res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** A request body as JSON, or an InvalidRequestError (400) — never a stack overflow later. */
+export function parseJsonBody(text: string): unknown {
+  // validation quotes values back (JSON.stringify): refuse what would overflow the stack there
+  if (jsonDepth(text) > MAX_JSON_DEPTH) throw new InvalidRequestError(`the body nests arrays / objects more than ${MAX_JSON_DEPTH} deep`);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new InvalidRequestError(`the body is not valid JSON: ${(e as Error).message}`);
+  }
 }

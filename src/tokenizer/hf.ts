@@ -63,6 +63,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { FileFormatError, InvalidArgumentError, UnsupportedModelError } from '../errors.js';
 import { readFileBytes } from '../io/file.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
 
 type Json = Record<string, unknown>;
 
@@ -146,23 +147,6 @@ function arr(v: unknown, what: string, path: string): unknown[] {
 }
 function unknownType(kind: string, type: unknown, known: string[], path: string): never {
   throw new UnsupportedModelError(`${path}: unknown ${kind} type: ${JSON.stringify(type)}; llamats supports ${known.join(', ')}`);
-}
-
-/** How deeply arrays and objects nest in JSON text (a scan, before JSON.parse; brackets in strings do not count). */
-function jsonDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1042,7 +1026,7 @@ export class HfTokenizer {
       const text = typeof input === 'string' ? input : new TextDecoder('utf-8').decode(input);
       try {
         // real files nest about 6 deep; much deeper would overflow the recursive builders and messages
-        if (jsonDepth(text) > 64) throw new Error('arrays / objects nest more than 64 deep');
+        if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
         json = JSON.parse(text);
       } catch (e) {
         throw new FileFormatError(path, `is not valid JSON (${(e as Error).message}); expected a Hugging Face tokenizer.json`, { cause: e });
