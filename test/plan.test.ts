@@ -106,3 +106,17 @@ test('Llama.build plans too: maxBatchSize beyond memory is refused before loadin
     else process.env.LLAMATS_MEMORY_LIMIT = prev;
   }
 });
+
+test('llamats serve plans weights + one KV cache per slot: --fit check stops, --fit auto takes fewer slots', async (t) => {
+  const ckpt = shared(t, 'models/stories260K.bin');
+  const tok = shared(t, 'models/tok512.bin');
+  if (!ckpt || !tok) return;
+  const env = { LLAMATS_MEMORY_LIMIT: String(100_000_000) };
+  const check = runCli(['serve', ckpt, '-z', tok, '--port', '0', '--slots', '64'], { env });
+  assert.equal(check.status, EXIT_CODES.OUT_OF_MEMORY, check.stderr);
+  assert.match(check.stderr, /64 sequences\) but .* choices that fit: .*sequences/);
+  const { startServe } = await import('./server-helpers.js');
+  const srv = await startServe(t, [ckpt, '-z', tok, '--slots', '64', '--fit', 'auto'], env);
+  assert.match(srv.stderr(), /--fit auto: .* loading with the weights as stored, \d+ sequences/);
+  await srv.stop();
+});

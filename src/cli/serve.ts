@@ -11,6 +11,12 @@ import { kvCacheBytes } from '../model/forward.js';
 import { startServer } from '../server/server.js';
 import { formatFlags, parseArgs, type FlagSpec } from './args.js';
 import type { RunIO } from './run.js';
+import { inspectModel } from '../inspect.js';
+import { defaultTokenizerPath } from '../llama.js';
+import { fitModel } from '../plan.js';
+import { DEFAULT_MAX_CONTEXT } from '../engine/engine.js';
+import { parseQuantize } from './plan.js';
+import { parseFit } from './run.js';
 
 export const SERVE_FLAGS: readonly FlagSpec[] = [
   { short: '-z', long: '--tokenizer', key: 'tokenizer', kind: 'string', placeholder: 'path', help: 'tokenizer file', default: "the model directory's own (Hugging Face, GGUF); required for llama2.c files" },
@@ -25,6 +31,8 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   { long: '--max-body', key: 'maxBody', kind: 'int', placeholder: 'bytes', help: 'largest request body', default: '1048576' },
   { long: '--chat-format', key: 'chatFormat', kind: 'string', placeholder: 'llama2|llama3|template', help: 'how messages become the prompt', default: "template if the tokenizer has one, else llama3 for Llama 3 vocabularies, else llama2" },
   { long: '--chat-template', key: 'chatTemplate', kind: 'string', placeholder: 'file', help: 'a Jinja chat template file to use instead of the tokenizer\'s' },
+  { long: '--fit', key: 'fit', kind: 'string', placeholder: 'auto|check', help: 'when weights + one KV cache per slot do not fit in memory: auto = quantize on load / fewer positions / fewer slots, check = stop with the choices', default: 'check' },
+  { long: '--quantize', key: 'quantize', kind: 'string', placeholder: 'q8_0|q4_0', help: 'quantize the weights while loading' },
   { long: '--verbose', key: 'verbose', kind: 'bool', help: 'log each request on stderr; on errors, print the chain of causes' },
   { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
 ];
@@ -63,8 +71,22 @@ export async function serveCommand(argv: readonly string[], io: RunIO & { signal
   const apiKey = (flags.apiKey as string | undefined) ?? process.env.LLAMATS_API_KEY;
   const opt = <T>(key: string, v: T | undefined) => (v !== undefined ? { [key]: v } : {});
 
-  const engine = Engine.load(positionals[0]!, {
-    ...opt('tokenizer', flags.tokenizer as string | undefined),
+  // plan the memory (weights + one KV cache per slot) from the headers before loading anything
+  const modelPath = positionals[0]!;
+  const tokenizerPath = (flags.tokenizer as string | undefined) ?? defaultTokenizerPath(modelPath);
+  const report = inspectModel(modelPath, { tokenizerPath });
+  const fit = fitModel(report, {
+    ctx: (flags.ctx as number | undefined) ?? Math.min(report.config.seqLen || 2048, DEFAULT_MAX_CONTEXT),
+    batch: (flags.slots as number | undefined) ?? 16,
+    fit: parseFit(flags.fit),
+    ...(flags.quantize !== undefined ? { quantize: parseQuantize(flags.quantize, '--quantize')! } : {}),
+  });
+  if (fit.note) io.stderr(`llamats: ${fit.note}\n`);
+  flags.slots = fit.batch;
+  flags.ctx = fit.ctx;
+  const engine = Engine.load(modelPath, {
+    tokenizer: tokenizerPath,
+    ...(fit.quantize ? { quantize: fit.quantize } : {}),
     ...opt('name', flags.name as string | undefined),
     ...opt('slots', flags.slots as number | undefined),
     ...opt('maxQueue', flags.queue as number | undefined),

@@ -46,6 +46,7 @@ import type {
   RequestOptions,
 } from './types.js';
 import { validateChatRequest, validateCompletionRequest, type NormalizedSampling, type ValidationLimits } from './validate.js';
+import type { LoadQuantization } from '../model/tensor.js';
 
 export interface EngineOptions extends SchedulerOptions {
   /** The model id requests must name (`model`) and /v1/models lists. Default: the model file's name without extension. */
@@ -121,10 +122,14 @@ export class Engine {
   }
 
   /** Load a model and its tokenizer (beside it, or `tokenizer`), as `llamats serve` does. */
-  static load(modelPath: string, opts: EngineOptions & { tokenizer?: string } = {}): Engine {
-    const { tokenizer: tokPath, ...rest } = opts;
+  static load(modelPath: string, opts: EngineOptions & { tokenizer?: string; quantize?: LoadQuantization } = {}): Engine {
+    const { tokenizer: tokPath, quantize, ...rest } = opts;
     const tokenizer = Tokenizer.load(tokPath ?? defaultTokenizerPath(modelPath));
-    const model = loadModel(modelPath, { vocabSize: tokenizer.vocabSize, ...(opts.contextLength !== undefined ? { maxSeqLen: opts.contextLength } : {}) });
+    const model = loadModel(modelPath, {
+      vocabSize: tokenizer.vocabSize,
+      ...(opts.contextLength !== undefined ? { maxSeqLen: opts.contextLength } : {}),
+      ...(quantize ? { quantize } : {}),
+    });
     return new Engine(model, tokenizer, rest);
   }
 
