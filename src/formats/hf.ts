@@ -39,7 +39,7 @@ import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, 
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth } from './pth.js';
 import { openSafetensors } from './safetensors.js';
-import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
+import { jsonDepth, MAX_JSON_DEPTH, readJsonObjectFile } from '../io/json.js';
 
 /** What config.json says: the model's config and the special tokens for the tokenizer side. */
 export interface HfConfig {
@@ -58,19 +58,7 @@ export function isHfModelDir(dir: string): boolean {
 /** Read and check config.json. `maxSeqLen` overrides max_position_embeddings as the context. */
 export function readHfConfig(dir: string, opts: { maxSeqLen?: number } = {}): HfConfig {
   const file = path.join(dir, 'config.json');
-  let raw: unknown;
-  try {
-    const text = fs.readFileSync(file, 'utf8');
-    // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
-    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
-    raw = JSON.parse(text);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new FileFormatError(file, 'no config.json: a Hugging Face model directory holds config.json and model.safetensors (or pytorch_model.bin)', { code: 'FILE_NOT_FOUND' });
-    throw new FileFormatError(file, `is not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
-  if (!isObject(raw)) throw new FileFormatError(file, 'expected a JSON object');
-  const p = raw;
+  const p = readJsonObjectFile(file, 'no config.json: a Hugging Face model directory holds config.json and model.safetensors (or pytorch_model.bin)');
   const int = (k: string, dflt?: number): number => {
     const v = p[k] ?? dflt;
     if (v === undefined) throw new FileFormatError(file, `missing "${k}" (an integer)`);

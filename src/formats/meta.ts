@@ -27,7 +27,7 @@ import { makeConfig, type ModelConfig } from '../model/config.js';
 import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth, type PthFile } from './pth.js';
-import { jsonDepth, MAX_JSON_DEPTH } from '../io/json.js';
+import { readJsonObjectFile } from '../io/json.js';
 
 export interface MetaParams {
   dim: number;
@@ -49,19 +49,7 @@ export function isMetaCheckpointDir(dir: string): boolean {
 /** Read and check params.json. */
 export function readMetaParams(dir: string): MetaParams {
   const file = path.join(dir, 'params.json');
-  let raw: unknown;
-  try {
-    const text = fs.readFileSync(file, 'utf8');
-    // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
-    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
-    raw = JSON.parse(text);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new FileFormatError(file, 'no params.json: a Meta checkpoint directory holds params.json and consolidated.*.pth', { code: 'FILE_NOT_FOUND' });
-    throw new FileFormatError(file, `is not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new FileFormatError(file, 'expected a JSON object');
-  const p = raw as Record<string, unknown>;
+  const p = readJsonObjectFile(file, 'no params.json: a Meta checkpoint directory holds params.json and consolidated.*.pth');
   const int = (k: string, required: boolean, dflt?: number): number | undefined => {
     const v = p[k];
     if (v === undefined || v === null) {

@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import { FileFormatError } from '../errors.js';
+
 /**
  * JSON from untrusted files and requests: JSON.parse recurses, so text nested thousands deep can
  * overflow the stack (a RangeError, not a typed error) in the parser or in whatever later walks
@@ -23,3 +26,22 @@ export function jsonDepth(text: string): number {
 
 /** The deepest nesting llamats accepts in any JSON it reads (real files and requests use < 10). */
 export const MAX_JSON_DEPTH = 64;
+
+/**
+ * A JSON object from a file: a missing file is FILE_NOT_FOUND with `missing` as the message, text
+ * that is not JSON (or nests too deep) or is not an object is a FileFormatError naming the file.
+ */
+export function readJsonObjectFile(file: string, missing: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    // (deeper is garbage, and messages could not even describe it: JSON.stringify recurses)
+    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
+    raw = JSON.parse(text);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FileFormatError(file, missing, { code: 'FILE_NOT_FOUND' });
+    throw new FileFormatError(file, `is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new FileFormatError(file, 'expected a JSON object');
+  return raw as Record<string, unknown>;
+}
