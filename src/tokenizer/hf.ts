@@ -834,6 +834,10 @@ class BpeModel {
     this.ignoreMerges = bool(o, 'ignore_merges', false);
     this.prefix = typeof o.continuing_subword_prefix === 'string' ? o.continuing_subword_prefix : '';
     this.suffix = typeof o.end_of_word_suffix === 'string' ? o.end_of_word_suffix : '';
+    // every character of every word is looked up with them (and byte-encoded whole for byte fallback)
+    for (const [k, v] of [['continuing_subword_prefix', this.prefix], ['end_of_word_suffix', this.suffix]] as const) {
+      if (v.length > 64) throw new FileFormatError(path, `model.${k} has ${v.length} characters; expected a short marker such as "##" or "</w>"`);
+    }
     if (typeof o.dropout === 'number' && o.dropout > 0) throw new UnsupportedModelError(`${path}: BPE dropout ${o.dropout} is not supported (it makes encoding random); set "dropout": null`);
     if (typeof o.unk_token === 'string') {
       this.unkId = this.vocab.get(o.unk_token);
