@@ -335,6 +335,7 @@ export function fuzzInChild(opts: FuzzOptions): Promise<FuzzReport> {
   const child = fork(fileURLToPath(new URL('./child.js', import.meta.url)), [], {
     env: { ...process.env, LLAMATS_FUZZ_OPTIONS: JSON.stringify(data), LLAMATS_FUZZ_PROGRESS: progressFile },
     execArgv: ['--max-old-space-size=2048', '--expose-gc'],
+    serialization: 'advanced', // (the report holds NaN)
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
   let stderr = '';
