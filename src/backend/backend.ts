@@ -28,6 +28,9 @@ import { InvalidArgumentError } from '../errors.js';
 import { BackendUnavailableError } from './errors.js';
 import { createRefBackend, refBackend } from './ref/ref.js';
 import { createWasmBackend, wasmBackend } from './wasm/wasm.js';
+import { WasmPlacement } from './wasm/memory.js';
+import { kernelModule } from './wasm/loader.js';
+import { hostPlacement, type Placement } from '../model/placement.js';
 
 export type { AttentionShape } from './ref/ops.js';
 export { weightType } from './ref/ops.js';
@@ -98,13 +101,21 @@ export interface Backend {
   argmax(x: Vector, n: number): number;
 }
 
-/** A model's weights uploaded to one backend: what the forward pass runs on. */
+/**
+ * A model's weights uploaded to a backend: what the forward pass runs on. A model larger than one
+ * memory of the backend is split by layers into parts (the wasm backend's 4 GiB memories), each
+ * part a Backend of its own: layer l runs on `parts[layers[l].part]`, the final norm and the
+ * classifier on `backend`; the residual stream is copied from part to part.
+ */
 export interface BackendModel {
+  /** The part of the head (final norm, classifier); the only one for most models. */
   readonly backend: Backend;
+  readonly parts: readonly Backend[];
   /** Why the requested backend is not the one running, when it is not. */
   readonly fallbackReason?: string;
   readonly tokenEmbedding: Matrix; // (vocabSize, dim) rows are read on the host
   readonly layers: ReadonlyArray<{
+    readonly part: number;
     readonly attnNorm: Vector;
     readonly wq: Weight;
     readonly wk: Weight;
@@ -129,8 +140,18 @@ export interface BackendSizing {
   readonly threads?: number;
 }
 
-const FACTORIES: Record<BackendName, { forModel: (model: Model, threads: number) => Backend; sized: (s: BackendSizing) => Backend }> = {
-  ref: { forModel: createRefBackend, sized: (s) => refBackend(s.maxCols) },
+/** A model's backends: one per part, and the part of each layer and of the head. */
+interface Split {
+  readonly backends: readonly Backend[];
+  readonly layerPart: readonly number[];
+  readonly headPart: number;
+}
+
+const FACTORIES: Record<BackendName, { forModel: (model: Model, threads: number) => Split; sized: (s: BackendSizing) => Backend }> = {
+  ref: {
+    forModel: (model) => ({ backends: [createRefBackend(model)], layerPart: model.weights.layers.map(() => 0), headPart: 0 }),
+    sized: (s) => refBackend(s.maxCols),
+  },
   wasm: { forModel: createWasmBackend, sized: wasmBackend },
 };
 
@@ -163,6 +184,20 @@ function physicalCores(): number {
     // no /proc/cpuinfo: the logical count
   }
   return cores;
+}
+
+/**
+ * Where loaders should put weights for `choice`: the wasm backend's memories (read once into
+ * their final place), or host buffers for ref or where WebAssembly cannot start.
+ */
+export function weightPlacement(choice: BackendChoice = defaultBackendChoice()): Placement {
+  if (choice === 'ref') return hostPlacement;
+  try {
+    kernelModule();
+  } catch {
+    return hostPlacement;
+  }
+  return new WasmPlacement();
 }
 
 /** A bare backend (no model uploaded), e.g. for the conformance suite; throws BackendUnavailableError. */
@@ -202,19 +237,22 @@ export function openBackend(model: Model, choice: BackendChoice = defaultBackend
   return bm;
 }
 
-/** Upload every tensor the forward pass uses (a matrix shared by two fields is uploaded once). */
-function uploadModel(backend: Backend, model: Model): BackendModel {
+/** Upload every tensor the forward pass uses to its part (a matrix shared by two fields is uploaded once per part). */
+function uploadModel(split: Split, model: Model): BackendModel {
   const w = model.weights;
-  const seen = new Map<Matrix, Weight>();
+  const seen = new Map<Backend, Map<Matrix, Weight>>(split.backends.map((b) => [b, new Map()]));
+  let backend!: Backend;
   const up = (m: Matrix): Weight => {
-    let u = seen.get(m);
-    if (!u) seen.set(m, (u = backend.upload(m)));
+    const mine = seen.get(backend)!;
+    let u = mine.get(m);
+    if (!u) mine.set(m, (u = backend.upload(m)));
     return u;
   };
-  return {
-    backend,
-    tokenEmbedding: w.tokenEmbedding,
-    layers: w.layers.map((l) => ({
+  const layers = w.layers.map((l, i) => {
+    const part = split.layerPart[i]!;
+    backend = split.backends[part]!;
+    return {
+      part,
       attnNorm: backend.vector(l.attnNorm.length, l.attnNorm),
       wq: up(l.wq),
       wk: up(l.wk),
@@ -224,7 +262,14 @@ function uploadModel(backend: Backend, model: Model): BackendModel {
       w1: up(l.w1),
       w2: up(l.w2),
       w3: up(l.w3),
-    })),
+    };
+  });
+  backend = split.backends[split.headPart]!;
+  return {
+    backend,
+    parts: split.backends,
+    tokenEmbedding: w.tokenEmbedding,
+    layers,
     finalNorm: backend.vector(w.finalNorm.length, w.finalNorm),
     classifier: up(w.classifier),
   };

@@ -46,6 +46,7 @@ import { statFile } from '../io/file.js';
 import { CONFIG_LIMITS, kvDim, makeConfig, type ModelConfig } from '../model/config.js';
 import { f32Matrix, ggmlMatrix, half16Matrix, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
+import { hostPlacement, type Placement } from '../model/placement.js';
 import { GGML_OTHER_TYPE_NAMES, GGML_TYPE, GGML_TYPES, canDequantize, canQuantize, dequantizeRow, ggmlRowBytes, quantizeRow } from '../quant/ggml.js';
 
 export { GGML_TYPE, dequantizeRow, quantizeRow } from '../quant/ggml.js';
@@ -337,6 +338,8 @@ export interface GgufLoadOptions {
   maxSeqLen?: number;
   /** Quantize F32/F16/BF16 (and larger block) weights to this type while loading. */
   quantize?: LoadQuantization;
+  /** Where the weights are read into (default: host buffers); see src/model/placement.ts. */
+  placement?: Placement;
 }
 
 /** Load a GGUF model of architecture `llama`. */
@@ -379,32 +382,43 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
   const ropeDims = meta.int('llama.rope.dimension_count', config.headDim);
   if (ropeDims !== config.headDim) throw new UnsupportedModelError(`${path}: llama.rope.dimension_count is ${ropeDims} but the head size is ${config.headDim}; partial rotary embeddings are not supported`);
 
+  // Each weight is read once into its final place: plan the placement from the tensor sizes
+  // (with opts.quantize the file's tensors are only read on the way to their quantized form).
+  const placement = opts.quantize ? hostPlacement : (opts.placement ?? hostPlacement);
+  const sizeOf = (name: string) => byName.get(name)?.byteSize ?? 0;
+  const layerNames = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_down', 'ffn_up'];
+  placement.plan(
+    Array.from({ length: config.nLayers }, (_, l) => layerNames.reduce((n, t) => n + sizeOf(`blk.${l}.${t}.weight`), 0)),
+    sizeOf(config.sharedClassifier ? 'token_embd.weight' : 'output.weight'),
+    2 * config.seqLen * kvDim(config) * 4,
+  );
+
   const fd = fs.openSync(path, 'r');
   try {
-    const read = (name: string, dims: number[]): { info: GgufTensorInfo; bytes: Uint8Array } => {
+    const read = (name: string, dims: number[], where: number | 'head' | 'host'): { info: GgufTensorInfo; bytes: Uint8Array } => {
       const info = byName.get(name);
       if (!info) throw new FileFormatError(path, `missing tensor ${name}; a llama model with ${config.nLayers} blocks has it`);
       if (info.dims.length !== dims.length || info.dims.some((d, i) => d !== dims[i])) {
         throw new FileFormatError(path, `tensor ${name} has dims [${info.dims.join(', ')}], but the metadata implies [${dims.join(', ')}]; the file is inconsistent`);
       }
-      return { info, bytes: readTensorBytes(fd, h, info) };
+      return { info, bytes: readTensorBytes(fd, h, info, where === 'host' ? hostPlacement : placement, where) };
     };
-    const matrix = (name: string, rows: number, cols: number): Matrix => {
-      const m = readMatrix(name, rows, cols);
+    const matrix = (name: string, rows: number, cols: number, where: number | 'head' | 'host'): Matrix => {
+      const m = readMatrix(name, rows, cols, where);
       // with opts.quantize each weight is quantized as soon as it is read: one tensor at a time
       return opts.quantize ? quantizeMatrix(m, opts.quantize) : m;
     };
-    const readMatrix = (name: string, rows: number, cols: number): Matrix => {
-      const { info, bytes } = read(name, [cols, rows]);
-      if (info.type === GGML_TYPE.F32) return f32Matrix(new Float32Array(bytes.buffer, 0, rows * cols), rows, cols);
+    const readMatrix = (name: string, rows: number, cols: number, where: number | 'head' | 'host'): Matrix => {
+      const { info, bytes } = read(name, [cols, rows], where);
+      if (info.type === GGML_TYPE.F32) return f32Matrix(new Float32Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
       if (info.type === GGML_TYPE.F16 || info.type === GGML_TYPE.BF16) {
-        return half16Matrix(info.type === GGML_TYPE.F16 ? 'f16' : 'bf16', new Uint16Array(bytes.buffer, 0, rows * cols), rows, cols);
+        return half16Matrix(info.type === GGML_TYPE.F16 ? 'f16' : 'bf16', new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
       }
       if (!canDequantize(info.type)) throw new UnsupportedModelError(`${path}: tensor ${name} has type ${info.typeName}, which llamats cannot compute with`);
       return ggmlMatrix(info.type, bytes, rows, cols);
     };
     const vector = (name: string): Float32Array => {
-      const { info, bytes } = read(name, [config.dim]);
+      const { info, bytes } = read(name, [config.dim], 'host');
       if (!canDequantize(info.type)) throw new UnsupportedModelError(`${path}: tensor ${name} has type ${info.typeName}, which llamats cannot read`);
       const out = new Float32Array(config.dim);
       dequantizeRow(info.type, bytes, out, config.dim);
@@ -417,22 +431,22 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
       const p = `blk.${l}.`;
       layers.push({
         attnNorm: vector(`${p}attn_norm.weight`),
-        wq: matrix(`${p}attn_q.weight`, c.dim, c.dim),
-        wk: matrix(`${p}attn_k.weight`, kv, c.dim),
-        wv: matrix(`${p}attn_v.weight`, kv, c.dim),
-        wo: matrix(`${p}attn_output.weight`, c.dim, c.dim),
+        wq: matrix(`${p}attn_q.weight`, c.dim, c.dim, l),
+        wk: matrix(`${p}attn_k.weight`, kv, c.dim, l),
+        wv: matrix(`${p}attn_v.weight`, kv, c.dim, l),
+        wo: matrix(`${p}attn_output.weight`, c.dim, c.dim, l),
         ffnNorm: vector(`${p}ffn_norm.weight`),
-        w1: matrix(`${p}ffn_gate.weight`, c.hiddenDim, c.dim),
-        w2: matrix(`${p}ffn_down.weight`, c.dim, c.hiddenDim),
-        w3: matrix(`${p}ffn_up.weight`, c.hiddenDim, c.dim),
+        w1: matrix(`${p}ffn_gate.weight`, c.hiddenDim, c.dim, l),
+        w2: matrix(`${p}ffn_down.weight`, c.dim, c.hiddenDim, l),
+        w3: matrix(`${p}ffn_up.weight`, c.hiddenDim, c.dim, l),
       });
     }
-    const tokenEmbedding = matrix('token_embd.weight', c.vocabSize, c.dim);
+    const tokenEmbedding = matrix('token_embd.weight', c.vocabSize, c.dim, c.sharedClassifier ? 'head' : 'host');
     const weights = {
       tokenEmbedding,
       layers,
       finalNorm: vector('output_norm.weight'),
-      classifier: c.sharedClassifier ? tokenEmbedding : matrix('output.weight', c.vocabSize, c.dim),
+      classifier: c.sharedClassifier ? tokenEmbedding : matrix('output.weight', c.vocabSize, c.dim, 'head'),
     };
     const typeName = byName.get('blk.0.attn_q.weight')?.typeName ?? embd.typeName;
     return { config, weights, source: { path, format: `GGUF v${h.version} (${typeName})` } };
@@ -441,11 +455,11 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
   }
 }
 
-/** One tensor's bytes, read with fs.readSync into a buffer of its own. */
-function readTensorBytes(fd: number, h: GgufHeader, info: GgufTensorInfo): Uint8Array {
+/** One tensor's bytes, read with fs.readSync into its place. */
+function readTensorBytes(fd: number, h: GgufHeader, info: GgufTensorInfo, placement: Placement, where: number | 'head' | 'host'): Uint8Array {
   let bytes: Uint8Array;
   try {
-    bytes = new Uint8Array(info.byteSize);
+    bytes = placement.alloc(info.byteSize, where);
   } catch {
     throw new OutOfMemoryError(`${h.path}: cannot allocate ${formatBytes(info.byteSize)} for tensor ${info.name}`, info.byteSize, 0);
   }

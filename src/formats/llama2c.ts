@@ -27,6 +27,7 @@
 import * as fs from 'node:fs';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { ByteReader, readFileBytes, statFile } from '../io/file.js';
+import { hostPlacement, type Placement } from '../model/placement.js';
 import { makeConfig, kvDim, type ModelConfig } from '../model/config.js';
 import { f32Matrix, q8Matrix, quantizeQ8, toF32, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model, ModelWeights } from '../model/weights.js';
@@ -36,8 +37,16 @@ const V0_HEADER_BYTES = 28;
 const V12_HEADER_BYTES = 256;
 
 /** Read a llama2.c checkpoint of any version. Throws FileFormatError / UnsupportedModelError. */
-export function readLlama2cCheckpoint(path: string): Model {
-  return parseLlama2cCheckpoint(readFileBytes(path), path);
+/**
+ * Read a llama2.c checkpoint. Its matrices are views of the file's bytes, read once into
+ * `placement` (the weights' final place: see src/model/placement.ts) as one block.
+ */
+export function readLlama2cCheckpoint(path: string, placement: Placement = hostPlacement): Model {
+  const bytes = readFileBytes(path, (size) => {
+    placement.plan([], size, 0);
+    return placement.alloc(size, 'head');
+  });
+  return parseLlama2cCheckpoint(bytes, path);
 }
 
 /** The header of a llama2.c checkpoint, read without the weights (for `llamats inspect`). */

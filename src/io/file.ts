@@ -22,12 +22,12 @@ export function statFile(path: string): number {
   return st.size;
 }
 
-/** The whole file as bytes in a buffer of its own (byteOffset 0). */
-export function readFileBytes(path: string): Uint8Array {
+/** The whole file as bytes in a buffer of its own (byteOffset 0), or in the buffer `alloc` gives. */
+export function readFileBytes(path: string, alloc: (size: number) => Uint8Array = (size) => new Uint8Array(size)): Uint8Array {
   const size = statFile(path);
   let bytes: Uint8Array;
   try {
-    bytes = new Uint8Array(size);
+    bytes = alloc(size);
   } catch (e) {
     throw new OutOfMemoryError(`${path}: cannot allocate ${formatBytes(size)} to read the file`, size, 0);
   }

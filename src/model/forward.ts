@@ -61,7 +61,7 @@ export class Session {
   readonly threads: number;
   private readonly on: BackendModel;
   private s: SessionState | undefined; // undefined once disposed
-  private batch: BatchState | undefined; // prefill's activations, at the first prefill
+  private batch: BatchState[] | undefined; // prefill's activations per part, at the first prefill
   private readonly cos: Float32Array; // (headDim/2,) this position's RoPE angles, on the host
   private readonly sin: Float32Array;
 
@@ -86,12 +86,12 @@ export class Session {
     let on = openBackend(model, opts.backend, threads);
     let s: SessionState;
     try {
-      s = allocateState(on.backend, c, maxSeqLen);
+      s = allocateState(on, c, maxSeqLen);
     } catch (e) {
       // the backend's memory is full (a wasm memory holds 4 GiB): this session runs on ref
       if (!(e instanceof BackendUnavailableError) || on.backend.name === 'ref') throw e;
       on = { ...openBackend(model, 'ref'), fallbackReason: `${on.backend.name} backend unavailable for this session: ${e.message}` };
-      s = allocateState(on.backend, c, maxSeqLen);
+      s = allocateState(on, c, maxSeqLen);
     }
     this.on = on;
     this.s = s;
@@ -109,19 +109,32 @@ export class Session {
   forward(token: number, pos: number): Float32Array {
     const c = this.model.config;
     const st = this.check(token, pos);
-    const { backend: b, layers, tokenEmbedding, finalNorm, classifier } = this.on;
-    const { x, xb, xb2, hb, hb2, q, k, v, att, cos, sin, logits } = st;
+    const { parts, layers, tokenEmbedding, finalNorm, classifier } = this.on;
     const dim = c.dim;
     const kv = kvDim(c);
     const hs = c.headDim;
-
-    b.embed(x, tokenEmbedding, token);
     ropeAngles(pos, hs, c.ropeTheta, this.cos, this.sin, c.ropeScaling);
-    b.write(cos, this.cos);
-    b.write(sin, this.sin);
+
+    // A model split across memories (parts) runs each layer in its part; `enter` moves the
+    // residual stream x and this position's RoPE angles into the next part (most models: one part).
+    let part = -1;
+    let b!: Backend;
+    let a!: Activations;
+    const enter = (next: number) => {
+      if (next === part) return;
+      const nb = parts[next]!;
+      const na = st.parts[next]!;
+      if (part < 0) nb.embed(na.x, tokenEmbedding, token); // x = embedding[token]
+      else nb.write(na.x, b.read(a.x));
+      nb.write(na.cos, this.cos);
+      nb.write(na.sin, this.sin);
+      [part, b, a] = [next, nb, na];
+    };
 
     for (let l = 0; l < c.nLayers; l++) {
       const lw = layers[l]!;
+      enter(lw.part);
+      const { x, xb, xb2, hb, hb2, q, k, v, att, cos, sin } = a;
       const kc = st.keyCache[l]!;
       const vc = st.valueCache[l]!;
 
@@ -146,9 +159,10 @@ export class Session {
       b.add(x, xb);
     }
 
-    b.rmsnorm(x, x, finalNorm, c.normEps);
-    b.matvec(logits, x, classifier);
-    return b.read(logits);
+    enter(parts.indexOf(this.on.backend));
+    b.rmsnorm(a.x, a.x, finalNorm, c.normEps);
+    b.matvec(a.logits, a.x, classifier);
+    return b.read(a.logits);
   }
 
   /**
@@ -173,22 +187,22 @@ export class Session {
     const st = this.s;
     if (!st) throw new InvalidArgumentError('this session was disposed; create a new Session', 'session');
     if (tokens.length === 1) return this.forward(tokens[0]!, startPos);
-    const bt = (this.batch ??= allocateBatch(this.on.backend, c));
     let logits!: Float32Array;
     for (let i = 0; i < tokens.length; i += PREFILL_CHUNK) {
-      logits = this.prefillChunk(st, bt, tokens.slice(i, i + PREFILL_CHUNK), startPos + i);
+      logits = this.prefillChunk(st, tokens.slice(i, i + PREFILL_CHUNK), startPos + i);
     }
     return logits;
   }
 
-  private prefillChunk(st: SessionState, bt: BatchState, tokens: readonly number[], startPos: number): Float32Array {
+  private prefillChunk(st: SessionState, tokens: readonly number[], startPos: number): Float32Array {
     const { backend: b, finalNorm, classifier } = this.on;
     const n = tokens.length;
-    this.runBatch(bt, tokens.map((token, t) => ({ st, token, pos: startPos + t })));
+    const bt = this.runBatch(tokens.map((token, t) => ({ st, token, pos: startPos + t })));
     const last = bt.x[n - 1]!;
+    const logits = st.parts[this.on.parts.indexOf(b)]!.logits;
     b.rmsnorm(last, last, finalNorm, this.model.config.normEps);
-    b.matvec(st.logits, last, classifier);
-    return b.read(st.logits);
+    b.matvec(logits, last, classifier);
+    return b.read(logits);
   }
 
   /**
@@ -206,17 +220,17 @@ export class Session {
       return sessions.map((s, i) => s.forward(tokens[i]!, positions[i]!));
     }
     const states = sessions.map((s, i) => s.check(tokens[i]!, positions[i]!));
-    const { backend: b, finalNorm, classifier } = first.on;
+    const { backend: b, parts, finalNorm, classifier } = first.on;
+    const head = parts.indexOf(b);
     const c = first.model.config;
-    const bt = (first.batch ??= allocateBatch(b, c));
     for (let i0 = 0; i0 < sessions.length; i0 += PREFILL_CHUNK) {
       const items = states.slice(i0, i0 + PREFILL_CHUNK).map((st, j) => ({ st, token: tokens[i0 + j]!, pos: positions[i0 + j]! }));
-      first.runBatch(bt, items);
+      const bt = first.runBatch(items);
       const X = bt.x.slice(0, items.length);
       for (const x of X) b.rmsnorm(x, x, finalNorm, c.normEps);
-      b.matmul(items.map((it) => it.st.logits), X, classifier);
+      b.matmul(items.map((it) => it.st.parts[head]!.logits), X, classifier);
     }
-    return states.map((st) => b.read(st.logits));
+    return states.map((st) => b.read(st.parts[head]!.logits));
   }
 
   /** The checks of `forward`: the session's state, when the token and position are valid. */
@@ -240,25 +254,40 @@ export class Session {
    * token. Leaves each token's residual stream in bt.x[t], before the final norm. Tokens that share
    * a cache must come in position order: token t's attention reads the rows written before it.
    */
-  private runBatch(bt: BatchState, items: ReadonlyArray<{ st: SessionState; token: number; pos: number }>): void {
+  private runBatch(items: ReadonlyArray<{ st: SessionState; token: number; pos: number }>): BatchState {
     const c = this.model.config;
-    const { backend: b, layers, tokenEmbedding } = this.on;
+    const { parts, layers, tokenEmbedding } = this.on;
     const n = items.length;
     const dim = c.dim;
     const kv = kvDim(c);
     const hs = c.headDim;
-    const take = (vs: Vector[]) => (n === vs.length ? vs : vs.slice(0, n));
-    const X = take(bt.x), XB = take(bt.xb), XB2 = take(bt.xb2), Q = take(bt.q), K = take(bt.k), V = take(bt.v), HB = take(bt.hb), HB2 = take(bt.hb2);
-
-    for (let t = 0; t < n; t++) {
-      b.embed(X[t]!, tokenEmbedding, items[t]!.token);
-      ropeAngles(items[t]!.pos, hs, c.ropeTheta, this.cos, this.sin, c.ropeScaling);
-      b.write(bt.cos[t]!, this.cos);
-      b.write(bt.sin[t]!, this.sin);
-    }
+    const angles = items.map(({ pos }) => {
+      ropeAngles(pos, hs, c.ropeTheta, this.cos, this.sin, c.ropeScaling);
+      return [this.cos.slice(), this.sin.slice()] as const;
+    });
+    this.batch ??= [];
+    // as in `forward`: each layer in its part, the residual streams moved when the part changes
+    let part = -1;
+    let b!: Backend;
+    let bt!: BatchState;
+    const enter = (next: number) => {
+      if (next === part) return;
+      const nb = parts[next]!;
+      const nbt = (this.batch![next] ??= allocateBatch(nb, c));
+      for (let t = 0; t < n; t++) {
+        if (part < 0) nb.embed(nbt.x[t]!, tokenEmbedding, items[t]!.token);
+        else nb.write(nbt.x[t]!, b.read(bt.x[t]!));
+        nb.write(nbt.cos[t]!, angles[t]![0]);
+        nb.write(nbt.sin[t]!, angles[t]![1]);
+      }
+      [part, b, bt] = [next, nb, nbt];
+    };
 
     for (let l = 0; l < c.nLayers; l++) {
       const lw = layers[l]!;
+      enter(lw.part);
+      const take = (vs: Vector[]) => (n === vs.length ? vs : vs.slice(0, n));
+      const X = take(bt.x), XB = take(bt.xb), XB2 = take(bt.xb2), Q = take(bt.q), K = take(bt.k), V = take(bt.v), HB = take(bt.hb), HB2 = take(bt.hb2);
 
       for (let t = 0; t < n; t++) b.rmsnorm(XB[t]!, X[t]!, lw.attnNorm, c.normEps);
       b.matmul(Q, XB, lw.wq);
@@ -274,7 +303,7 @@ export class Session {
       // causal: token t attends over positions 0..pos of its own cache (later rows are not read)
       for (let t = 0; t < n; t++) {
         const { st, pos } = items[t]!;
-        b.attention(XB[t]!, Q[t]!, st.keyCache[l]!, st.valueCache[l]!, st.att, pos, c);
+        b.attention(XB[t]!, Q[t]!, st.keyCache[l]!, st.valueCache[l]!, st.parts[part]!.att, pos, c);
       }
       b.matmul(XB2, XB, lw.wo);
       for (let t = 0; t < n; t++) b.add(X[t]!, XB2[t]!);
@@ -286,6 +315,8 @@ export class Session {
       b.matmul(XB, HB, lw.w2);
       for (let t = 0; t < n; t++) b.add(X[t]!, XB[t]!);
     }
+    enter(parts.indexOf(this.on.backend));
+    return bt;
   }
 
   /**
@@ -297,15 +328,23 @@ export class Session {
     const st = this.s;
     if (!st) return;
     this.s = undefined;
-    const b = this.on.backend;
-    for (const v of Object.values(st).flat()) b.free(v);
-    if (this.batch) for (const v of Object.values(this.batch).flat()) b.free(v);
+    const { parts, layers } = this.on;
+    st.parts.forEach((a, p) => Object.values(a).forEach((v) => parts[p]!.free(v)));
+    layers.forEach(({ part }, l) => (parts[part]!.free(st.keyCache[l]!), parts[part]!.free(st.valueCache[l]!)));
+    this.batch?.forEach((bt, p) => Object.values(bt).flat().forEach((v) => parts[p]!.free(v)));
     this.batch = undefined;
   }
 }
 
-/** A session's vectors in the backend's memory. */
+/** A session's vectors in the backend's memory (in each part's, for a model split across memories). */
 interface SessionState {
+  readonly parts: Activations[]; // per part
+  readonly keyCache: Vector[]; // per layer (maxSeqLen, kvDim), in the layer's part
+  readonly valueCache: Vector[]; // per layer (maxSeqLen, kvDim)
+}
+
+/** One token's activations. */
+interface Activations {
   readonly x: Vector; // (dim,) the residual stream
   readonly xb: Vector; // (dim,) inside a residual branch
   readonly xb2: Vector; // (dim,)
@@ -318,13 +357,11 @@ interface SessionState {
   readonly cos: Vector; // (headDim/2,) RoPE angles of this position
   readonly sin: Vector;
   readonly logits: Vector; // (vocabSize,)
-  readonly keyCache: Vector[]; // per layer (maxSeqLen, kvDim)
-  readonly valueCache: Vector[]; // per layer (maxSeqLen, kvDim)
 }
 
-function allocateState(b: Backend, c: ModelConfig, maxSeqLen: number): SessionState {
+function allocateState(on: BackendModel, c: ModelConfig, maxSeqLen: number): SessionState {
   const kv = kvDim(c);
-  return {
+  const parts = on.parts.map((b) => ({
     x: b.vector(c.dim),
     xb: b.vector(c.dim),
     xb2: b.vector(c.dim),
@@ -337,8 +374,11 @@ function allocateState(b: Backend, c: ModelConfig, maxSeqLen: number): SessionSt
     cos: b.vector(c.headDim / 2),
     sin: b.vector(c.headDim / 2),
     logits: b.vector(c.vocabSize),
-    keyCache: Array.from({ length: c.nLayers }, () => b.vector(maxSeqLen * kv)),
-    valueCache: Array.from({ length: c.nLayers }, () => b.vector(maxSeqLen * kv)),
+  }));
+  return {
+    parts,
+    keyCache: on.layers.map(({ part }) => on.parts[part]!.vector(maxSeqLen * kv)),
+    valueCache: on.layers.map(({ part }) => on.parts[part]!.vector(maxSeqLen * kv)),
   };
 }
 

@@ -11,6 +11,8 @@ import { loadGgufModel } from '../formats/gguf.js';
 import { statFile } from '../io/file.js';
 import { quantizeMatrix, type LoadQuantization, type Matrix } from './tensor.js';
 import type { Model } from './weights.js';
+import type { Placement } from './placement.js';
+import { weightPlacement } from '../backend/backend.js';
 
 export interface LoadOptions {
   /** For Meta directories whose params.json has vocab_size -1: the tokenizer's vocabulary size. */
@@ -25,6 +27,12 @@ export interface LoadOptions {
    * full-precision copy of one tensor at a time; a llama2.c file is read whole first).
    */
   quantize?: LoadQuantization;
+  /**
+   * Where the weights are read into. Default: the memory of the backend that will run them
+   * (`weightPlacement()`: the wasm backend's memories unless LLAMATS_BACKEND=ref), so that they
+   * are read once into their final place.
+   */
+  placement?: Placement;
 }
 
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
@@ -44,7 +52,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     fs.closeSync(fd);
   }
   const magic = head.subarray(0, 4).toString('latin1');
-  if (magic === 'GGUF') return loadGgufModel(path, opts); // maxSeqLen default: llama.context_length
+  if (magic === 'GGUF') return loadGgufModel(path, { ...opts, placement: opts.placement ?? weightPlacement() }); // maxSeqLen default: llama.context_length
   if (magic.startsWith('PK')) {
     throw new UnsupportedModelError(`${path}: a PyTorch zip file on its own; pass the directory that holds it with params.json (Meta) or config.json (Hugging Face)`);
   }
@@ -52,7 +60,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     throw new UnsupportedModelError(`${path}: a safetensors file on its own; pass the directory that holds it with config.json`);
   }
   if (size === 0) throw new FileFormatError(path, 'the file is empty; expected a model checkpoint');
-  const model = readLlama2cCheckpoint(path);
+  const model = readLlama2cCheckpoint(path, opts.quantize ? undefined : (opts.placement ?? weightPlacement()));
   return opts.quantize ? quantizeModel(model, opts.quantize) : model;
 }
 

@@ -16,17 +16,16 @@
  * float32 views of this memory.
  */
 import type { Model } from '../../model/weights.js';
+import { kvDim } from '../../model/config.js';
 import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
 import type { AttentionShape, Backend, Op, Vector, Weight } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
-import { instantiateKernels, kernelModule, wasmApi, type Kernels, type WasmMemory } from './loader.js';
+import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
+import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, roundUp, type Part } from './memory.js';
 import { KERNEL, MAX_PRODUCTS, runRows, ThreadPool, type Product } from './pool.js';
 
-const PAGE = 65536;
-const MAX_PAGES = 65536; // 4 GiB: the most one WebAssembly memory can hold in Node 20
-const ALIGN = 64;
 
 /**
  * The smallest dispatch (weights of all its products together) whose rows are split across
@@ -73,87 +72,78 @@ interface WasmWeight extends Weight {
   readonly sPtr: number; // q8: its scales
 }
 
-/** First-fit allocator over the memory, growing it as needed, never past 4 GiB. */
-class Heap {
-  private free: Array<{ ptr: number; size: number }> = []; // sorted by ptr, coalesced
-  private top: number;
-  constructor(readonly memory: WasmMemory, base: number) {
-    this.top = roundUp(base, ALIGN);
-  }
-
-  alloc(bytes: number): number {
-    const size = roundUp(Math.max(bytes, 1), ALIGN);
-    const i = this.free.findIndex((b) => b.size >= size);
-    if (i >= 0) {
-      const b = this.free[i]!;
-      const ptr = b.ptr;
-      if (b.size === size) this.free.splice(i, 1);
-      else this.free[i] = { ptr: b.ptr + size, size: b.size - size };
-      new Uint8Array(this.memory.buffer, ptr, size).fill(0);
-      return ptr;
-    }
-    const ptr = this.top;
-    const need = Math.ceil((ptr + size) / PAGE) - this.memory.buffer.byteLength / PAGE;
-    if (need > 0) {
-      const pages = this.memory.buffer.byteLength / PAGE + need;
-      if (pages > MAX_PAGES) {
-        throw new BackendUnavailableError(`it needs ${formatMiB(ptr + size)} of WebAssembly memory, more than the 4 GiB one memory can hold`);
-      }
-      this.memory.grow(need); // fresh pages are zero
-    }
-    this.top = ptr + size;
-    return ptr;
-  }
-
-  release(ptr: number, bytes: number): void {
-    const size = roundUp(Math.max(bytes, 1), ALIGN);
-    let i = this.free.findIndex((b) => b.ptr > ptr);
-    if (i < 0) i = this.free.length;
-    this.free.splice(i, 0, { ptr, size });
-    // merge with the next, then the previous block; a block ending at the top lowers the top
-    const next = this.free[i + 1];
-    if (next && ptr + size === next.ptr) this.free.splice(i + 1, 1), (this.free[i]!.size += next.size);
-    const prev = this.free[i - 1];
-    if (prev && prev.ptr + prev.size === ptr) prev.size += this.free[i]!.size, this.free.splice(i, 1), i--;
-    const last = this.free.at(-1);
-    if (last && last.ptr + last.size === this.top) this.top = last.ptr, this.free.pop();
-  }
+/** Bytes of a matrix in a wasm memory (0 for types without a kernel, which stay on the host). */
+function placedBytes(m: Matrix): number {
+  return kindOf(m) ? roundUp(matrixBytes(m), ALIGN) + ALIGN : 0;
 }
 
-const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
-const formatMiB = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
-
-/** Bytes the backend will copy into its memory for `model` (the matrices with a kernel). */
+/** Bytes the backend holds in its memories for `model`'s weights (the matrices with a kernel). */
 export function wasmWeightBytes(model: Model): number {
   const w = model.weights;
   const mats = new Set<Matrix>([w.classifier, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])]);
   let bytes = 0;
-  for (const m of mats) if (kindOf(m)) bytes += roundUp(matrixBytes(m), ALIGN) + ALIGN;
+  for (const m of mats) bytes += placedBytes(m);
   return bytes;
 }
 
-export function createWasmBackend(model: Model, threads = 1): Backend {
-  const c = model.config;
-  return wasmBackend({ maxCols: Math.max(c.dim, c.hiddenDim), weightBytes: wasmWeightBytes(model), threads });
+/** A model's weights on wasm backends, one per part (memory); see memory.ts. */
+export interface WasmSplit {
+  readonly backends: WasmBackend[];
+  readonly layerPart: number[];
+  readonly headPart: number;
 }
 
 /**
- * A wasm backend for matrices of at most `maxCols` columns, its memory sized up front for
- * `weightBytes` of uploads, running products on `threads` threads (default 1). Throws
+ * Wasm backends for `model` on `threads` threads. Weights a loader already placed in wasm parts
+ * (WasmPlacement) are used where they lie; the others are copied into parts planned here, split by
+ * layers when they pass one memory. Throws BackendUnavailableError when it cannot start.
+ */
+export function createWasmBackend(model: Model, threads = 1): WasmSplit {
+  const c = model.config;
+  const w = model.weights;
+  const maxCols = Math.max(c.dim, c.hiddenDim);
+  const layerMats = w.layers.map((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3]);
+  const placed = (m: Matrix) => partOf(m.type === 'q8' ? m.q : m.data);
+  const backends = new Map<Part, WasmBackend>();
+  const on = (part: Part) => {
+    let b = backends.get(part);
+    if (!b) backends.set(part, (b = new WasmBackend(part, maxCols, threads)));
+    return b;
+  };
+  if (layerMats.every((ms) => ms.every((m) => !kindOf(m) || placed(m))) && (!kindOf(w.classifier) || placed(w.classifier))) {
+    // every weight is in place: the part of a layer is the part of its first placed matrix
+    const partOfAll = (ms: Matrix[]) => ms.map(placed).find((p) => p);
+    const fallback = placed(w.classifier) ?? partOfAll(layerMats.flat()) ?? createPart(0);
+    const layerParts = layerMats.map((ms) => on(partOfAll(ms) ?? fallback));
+    const head = on(placed(w.classifier) ?? fallback);
+    const list = [...backends.values()];
+    return { backends: list, layerPart: layerParts.map((b) => list.indexOf(b)), headPart: list.indexOf(head) };
+  }
+  kernelModule(); // the reason, before planning, when there is no WebAssembly or the kernels are missing
+  const kv = 2 * c.seqLen * kvDim(c) * 4;
+  const plan = planParts(
+    layerMats.map((ms) => ms.reduce((n, m) => n + placedBytes(m), 0)),
+    placedBytes(w.classifier),
+    Math.min(kv, 256 * 2 ** 20),
+  );
+  const list = plan.partBytes.map((bytes) => new WasmBackend(createPart(bytes), maxCols, threads));
+  return { backends: list, layerPart: plan.layerPart, headPart: plan.headPart };
+}
+
+/**
+ * A wasm backend (one part) for matrices of at most `maxCols` columns, its memory sized up front
+ * for `weightBytes` of uploads, running products on `threads` threads (default 1). Throws
  * BackendUnavailableError when it cannot start.
  */
 export function wasmBackend(opts: { maxCols: number; weightBytes: number; threads?: number }): WasmBackend {
   kernelModule(); // throws the reason when there is no WebAssembly or the kernels are missing
-  if (opts.weightBytes > MAX_PAGES * PAGE - 64 * 2 ** 20) {
-    throw new BackendUnavailableError(
-      `the model's weights need ${formatMiB(opts.weightBytes)}, more than one 4 GiB WebAssembly memory holds next to activations and KV cache (phase 1 keeps all weights in one memory)`,
-    );
+  if (opts.weightBytes > MAX_WEIGHT_BYTES) {
+    throw new BackendUnavailableError(`the weights need ${formatMiB(opts.weightBytes)}, more than one 4 GiB WebAssembly memory holds next to activations and KV cache`);
   }
-  // one growth for the weights, so the upload does not reallocate the memory many times
-  // shared, so that worker threads can run the same kernels on it (the kernels declare it shared)
-  const memory = new wasmApi!.Memory({ initial: Math.ceil((opts.weightBytes + 4 * 2 ** 20) / PAGE), maximum: MAX_PAGES, shared: true });
-  return new WasmBackend(memory, instantiateKernels(memory), opts.maxCols, opts.threads ?? 1);
+  return new WasmBackend(createPart(opts.weightBytes), opts.maxCols, opts.threads ?? 1);
 }
+
+const MAX_WEIGHT_BYTES = 4 * 2 ** 30 - 64 * 2 ** 20;
 
 /** Terminates a backend's workers when the backend is garbage-collected. */
 const pools = new FinalizationRegistry<ThreadPool>((pool) => pool.close());
@@ -182,9 +172,14 @@ export class WasmBackend implements Backend {
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
 
-  constructor(readonly memory: WasmMemory, private readonly k: Kernels, maxCols: number, readonly threads: number) {
+  readonly memory: WasmMemory;
+  private readonly k: Kernels;
+
+  constructor(readonly part: Part, maxCols: number, readonly threads: number) {
     if (!Number.isInteger(threads) || threads < 1) throw new Error(`internal: ${threads} threads`);
-    this.heap = new Heap(memory, Math.max(k.heapBase() >>> 0, 1024));
+    this.memory = part.memory;
+    this.k = part.kernels;
+    this.heap = part.heap;
     const heap = this.heap;
     this.freed = new FinalizationRegistry(({ ptr, bytes }) => heap.release(ptr, bytes));
     const n = roundUp(maxCols, 256);
@@ -229,6 +224,7 @@ export class WasmBackend implements Backend {
     const w: WasmWeight = { rows: m.rows, cols: m.cols, host: m, kind, ptr: 0, sPtr: 0 };
     if (!kind) return w;
     const copy = (src: ArrayBufferView): number => {
+      if (partOf(src) === this.part) return src.byteOffset; // placed here by the loader: no copy
       const ptr = this.heap.alloc(src.byteLength);
       new Uint8Array(this.memory.buffer, ptr, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
       return ptr;
