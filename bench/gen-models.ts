@@ -99,12 +99,37 @@ function randomFloats(n: number, seed: number, lo: number, width: number): Float
 }
 
 function randomMatrixBytes(rows: number, cols: number, type: number, seed: number): Uint8Array {
+  // Quantized and F16 matrices of the big shapes are made straight in their encoding (random
+  // codes, a fixed scale): quantizing billions of floats in JS would take most of an hour, and
+  // speed does not depend on the values. Their weights are uniform-like in about ±0.05 too.
+  if (rows * cols >= 2 ** 22 && (type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q4_0 || type === GGML_TYPE.F16)) return randomCodes(rows, cols, type, seed);
   const v = randomFloats(rows * cols, seed, -0.05, 0.1);
   if (type === GGML_TYPE.F32) return new Uint8Array(v.buffer);
   if (type === GGML_TYPE.F16) return new Uint8Array(Uint16Array.from(v, f32ToF16).buffer);
   const rowBytes = ggmlRowBytes(type, cols);
   const out = new Uint8Array(rows * rowBytes);
   for (let r = 0; r < rows; r++) out.set(quantizeRow(type, v.subarray(r * cols, (r + 1) * cols), cols), r * rowBytes);
+  return out;
+}
+
+/** Random codes in the type's own encoding: F16 halves in ±[0.031, 0.0625), Q8_0 / Q4_0 blocks with scale 0.05/127 or 0.05/8. */
+function randomCodes(rows: number, cols: number, type: number, seed: number): Uint8Array {
+  const rowBytes = ggmlRowBytes(type, cols);
+  const out = new Uint8Array(rows * rowBytes);
+  const words = new Uint32Array(out.buffer, 0, out.byteLength >>> 2);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    words[i] = s;
+  }
+  if (type === GGML_TYPE.F16) {
+    const h = new Uint16Array(out.buffer);
+    for (let i = 0; i < h.length; i++) h[i] = (h[i]! & 0x83ff) | 0x2800; // sign, mantissa random; exponent of 2^-5
+    return out;
+  }
+  const scale = f32ToF16(type === GGML_TYPE.Q8_0 ? 0.05 / 127 : 0.05 / 8);
+  const block = type === GGML_TYPE.Q8_0 ? 34 : 18;
+  for (let b = 0; b < out.byteLength; b += block) (out[b] = scale & 0xff), (out[b + 1] = scale >>> 8);
   return out;
 }
 

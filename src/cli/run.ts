@@ -69,8 +69,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   const system = flags.system as string | undefined;
   const threads = flags.threads as number | undefined;
   if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
-  // sessions take their default thread count from LLAMATS_THREADS (src/backend/backend.ts)
-  if (threads !== undefined) process.env.LLAMATS_THREADS = String(threads);
+  const session = threads !== undefined ? { threads } : {};
 
   const tokenizerPath = findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd);
   const tokenizer = Tokenizer.load(tokenizerPath);
@@ -85,7 +84,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   const model = loadModel(checkpoint, { vocabSize: tokenizer.vocabSize, ...(fit.quantize ? { quantize: fit.quantize } : {}) });
   checkTokenizer(model, tokenizer, `tokenizer ${tokenizerPath}`);
   const n = Math.min(resolveSteps(steps, model.config.seqLen), fit.ctx);
-  const sampling = { temperature, topp, seed };
+  const sampling = { temperature, topp, seed, session };
 
   if (mode === 'chat') {
     const lines = readline.createInterface({ input: io.stdin, terminal: false });

@@ -9,7 +9,7 @@
  * The whole conversation shares one KV cache and ends after `steps` positions or at the end of
  * input. One deliberate difference from run.c: the token sampled right after EOS is not printed.
  */
-import { Session } from '../model/forward.js';
+import { Session, type SessionOptions } from '../model/forward.js';
 import type { Model } from '../model/weights.js';
 import { TextStream } from '../tokenizer/llama2c.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -30,6 +30,8 @@ export interface ChatOptions extends SamplerOptions {
   readonly systemPrompt?: string;
   /** Positions for the whole conversation (0 = the context). Default 256. */
   readonly steps?: number;
+  /** How the session runs (backend, threads, KV cache type); its maxSeqLen is `steps`. */
+  readonly session?: Omit<SessionOptions, 'maxSeqLen'>;
 }
 
 /** Render one user turn in the Llama 2 chat format, as run.c does. */
@@ -41,7 +43,7 @@ export async function chat(model: Model, tokenizer: Tokenizer, io: ChatIO, opts:
   checkTokenizer(model, tokenizer);
   const steps = resolveSteps(opts.steps, model.config.seqLen);
   const sampler = new Sampler(model.config.vocabSize, opts);
-  const session = new Session(model, { maxSeqLen: steps });
+  const session = new Session(model, { ...opts.session, maxSeqLen: steps });
   const eos = tokenizer.eosId;
   let prompt: number[] = [];
   let userIdx = 0;

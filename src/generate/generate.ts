@@ -4,7 +4,7 @@
  * stories in llama2.c's training data).
  */
 import { ContextOverflowError, InvalidArgumentError, TokenizerMismatchError } from '../errors.js';
-import { PREFILL_CHUNK, Session } from '../model/forward.js';
+import { PREFILL_CHUNK, Session, type SessionOptions } from '../model/forward.js';
 import type { Model } from '../model/weights.js';
 import { TextStream } from '../tokenizer/llama2c.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -17,6 +17,8 @@ export interface GenerateOptions extends SamplerOptions {
   readonly steps?: number;
   /** Stop early when aborted; the generation then ends with stopReason 'aborted'. */
   readonly signal?: AbortSignal;
+  /** How the session runs (backend, threads, KV cache type); its maxSeqLen is `steps`. */
+  readonly session?: Omit<SessionOptions, 'maxSeqLen'>;
 }
 
 /** One step of a generation: a token and the text it completes (possibly empty). */
@@ -61,7 +63,7 @@ export async function* generate(
   const prompt = tokenizer.encode(opts.prompt ?? '', { bos: true });
   checkPromptFits(prompt.length, model.config.seqLen);
   const sampler = new Sampler(model.config.vocabSize, opts);
-  const session = new Session(model, { maxSeqLen: steps });
+  const session = new Session(model, { ...opts.session, maxSeqLen: steps });
   const text = new TextStream({ safePrint: true });
   const tokens = [prompt[0]!];
   let token = prompt[0]!;
