@@ -28,6 +28,9 @@ for (const [file, label] of [
   ['models/stories260K/gguf/stories260K-f32.gguf', 'GGUF F32'],
   ['models/stories260K/gguf/stories260K-q8_0.gguf', 'GGUF Q8_0'],
   ['models/stories260K.bin', 'llama2.c'],
+  ['models/stories260K/meta-mp2', 'Meta (2 shards, joined)'],
+  ['models/stories260K/meta-bf16', 'Meta bf16'],
+  ['models/stories260K/hf', 'Hugging Face (q/k unpermuted)'],
 ] as const) {
   test(`${label}: weights are read straight into the wasm memory and used there without a copy`, (t) => {
     const path = shared(t, file);

@@ -39,6 +39,7 @@ import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, 
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth } from './pth.js';
 import { openSafetensors } from './safetensors.js';
+import { hostPlacement, type Placement } from '../model/placement.js';
 import { jsonDepth, MAX_JSON_DEPTH, readJsonObjectFile } from '../io/json.js';
 
 /** What config.json says: the model's config and the special tokens for the tokenizer side. */
@@ -202,11 +203,25 @@ function readIndex(file: string): Map<string, string> {
 }
 
 /** Load a Hugging Face Llama directory. `maxSeqLen` overrides max_position_embeddings. */
-export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: LoadQuantization } = {}): Model {
+export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: LoadQuantization; placement?: Placement } = {}): Model {
   const { config: c } = readHfConfig(dir, opts);
   const { files, fileOf, where } = openWeights(dir);
   try {
     const used = new Set<string>();
+    // Each weight goes once into its final place (a tensor at a time passes through a read buffer).
+    const placement = opts.quantize ? hostPlacement : (opts.placement ?? hostPlacement);
+    const tied = c.sharedClassifier || !fileOf.has('lm_head.weight');
+    const bytesOf = (name: string) => {
+      const t = fileOf.get(name)?.tensors.get(name);
+      return t ? t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'F32' ? 4 : 2) : 0;
+    };
+    const layerNames = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj', 'mlp.up_proj'];
+    placement.plan(
+      Array.from({ length: c.nLayers }, (_, i) => layerNames.reduce((n, t) => n + bytesOf(`model.layers.${i}.${t}.weight`), 0)),
+      bytesOf(tied ? 'model.embed_tokens.weight' : 'lm_head.weight'),
+      2 * c.seqLen * c.nKvHeads * c.headDim * 4,
+    );
+    let where_: number | 'head' | 'host' = 'host'; // where `get` puts the next tensor
     // A tensor as a matrix of the shape config.json implies; `heads` = undo the q/k permutation.
     const get = (name: string, rows: number, cols: number, heads = 0): Matrix => {
       const f = fileOf.get(name);
@@ -219,8 +234,10 @@ export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: 
       if (shape.length !== want.length || shape.some((n, i) => n !== want[i])) {
         throw new FileFormatError(f.path, `${name} has shape [${shape.join(', ')}], but config.json implies [${want.join(', ')}]; config.json disagrees with the tensors`);
       }
-      let bytes = f.read(name);
-      if (heads) bytes = unpermuteRows(bytes, heads, rows / heads, cols * size);
+      const read = f.read(name);
+      const bytes = (rows === 1 ? hostPlacement : placement).alloc(read.byteLength, where_);
+      if (heads) unpermuteRows(read, heads, rows / heads, cols * size, bytes);
+      else bytes.set(read);
       const m = dtype === 'F32'
         ? f32Matrix(new Float32Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols)
         : half16Matrix(dtype === 'BF16' ? 'bf16' : 'f16', new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
@@ -232,6 +249,7 @@ export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: 
     const layers: LayerWeights[] = [];
     for (let i = 0; i < c.nLayers; i++) {
       const pre = `model.layers.${i}`;
+      where_ = i;
       layers.push({
         attnNorm: vector(`${pre}.input_layernorm.weight`),
         wq: get(`${pre}.self_attn.q_proj.weight`, c.dim, c.dim, c.nHeads),
@@ -244,8 +262,9 @@ export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: 
         w3: get(`${pre}.mlp.up_proj.weight`, c.hiddenDim, c.dim),
       });
     }
+    where_ = tied ? 'head' : 'host';
     const tokenEmbedding = get('model.embed_tokens.weight', c.vocabSize, c.dim);
-    const tied = c.sharedClassifier || !fileOf.has('lm_head.weight');
+    where_ = 'head';
     const classifier = tied ? tokenEmbedding : get('lm_head.weight', c.vocabSize, c.dim);
     const weights = { tokenEmbedding, layers, finalNorm: vector('model.norm.weight'), classifier };
 
@@ -271,8 +290,7 @@ export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: 
  * Undo convert_llama_weights_to_hf.py's permutation of q_proj / k_proj (see the top of the file):
  * within each head, HF row r*half + j goes back to row 2j + r. Rows are moved as bytes.
  */
-export function unpermuteRows(hf: Uint8Array, nHeads: number, headDim: number, rowBytes: number): Uint8Array {
-  const out = new Uint8Array(hf.byteLength);
+export function unpermuteRows(hf: Uint8Array, nHeads: number, headDim: number, rowBytes: number, out: Uint8Array = new Uint8Array(hf.byteLength)): Uint8Array {
   const half = headDim / 2;
   for (let h = 0; h < nHeads; h++) {
     for (let r = 0; r < 2; r++) {

@@ -22,6 +22,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { hostPlacement, type Placement } from '../model/placement.js';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
 import { makeConfig, type ModelConfig } from '../model/config.js';
 import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
@@ -115,7 +116,7 @@ const ELEMENT_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
  * Read a Meta checkpoint directory. `vocabSize` is needed when params.json says -1 (Meta's
  * released files), `maxSeqLen` becomes the config's context (Meta's code takes it from the caller).
  */
-export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxSeqLen?: number; quantize?: LoadQuantization } = {}): Model {
+export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxSeqLen?: number; quantize?: LoadQuantization; placement?: Placement } = {}): Model {
   const p = readMetaParams(dir);
   const shardPaths = metaShards(dir);
   let vocabSize = p.vocab_size;
@@ -138,9 +139,19 @@ export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxS
   const shards: PthFile[] = [];
   try {
     for (const s of shardPaths) shards.push(openPth(s));
+    // Each weight goes once into its final place (a tensor at a time passes through a read buffer).
+    const placement = opts.quantize ? hostPlacement : (opts.placement ?? hostPlacement);
+    const bytesOf = (name: string) => shards.reduce((n, s) => n + (s.tensors.get(name)?.byteLength ?? 0), 0);
+    const layerNames = ['attention.wq', 'attention.wk', 'attention.wv', 'attention.wo', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3'];
+    placement.plan(
+      Array.from({ length: config.nLayers }, (_, i) => layerNames.reduce((n, t) => n + bytesOf(`layers.${i}.${t}.weight`), 0)),
+      bytesOf('output.weight'),
+      2 * config.seqLen * config.nKvHeads * config.headDim * 4,
+    );
+    let where: number | 'head' | 'host' = 'host';
     // with opts.quantize each weight is quantized as soon as it is read: one full-precision tensor at a time
     const get = (name: string, rows: number, cols: number): Matrix => {
-      const m = joinMatrix(shards, shardPaths, name, rows, cols);
+      const m = joinMatrix(shards, shardPaths, name, rows, cols, (bytes) => placement.alloc(bytes, where));
       return opts.quantize ? quantizeMatrix(m, opts.quantize) : m;
     };
     const getVector = (name: string, n: number): Float32Array => toF32(joinMatrix(shards, shardPaths, name, 1, n));
@@ -149,6 +160,7 @@ export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxS
     const layers: LayerWeights[] = [];
     for (let i = 0; i < c.nLayers; i++) {
       const pre = `layers.${i}`;
+      where = i;
       layers.push({
         attnNorm: getVector(`${pre}.attention_norm.weight`, c.dim),
         wq: get(`${pre}.attention.wq.weight`, c.dim, c.dim),
@@ -161,12 +173,10 @@ export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxS
         w3: get(`${pre}.feed_forward.w3.weight`, c.hiddenDim, c.dim),
       });
     }
-    const weights = {
-      tokenEmbedding: get('tok_embeddings.weight', c.vocabSize, c.dim),
-      layers,
-      finalNorm: getVector('norm.weight', c.dim),
-      classifier: get('output.weight', c.vocabSize, c.dim),
-    };
+    where = 'host';
+    const tokenEmbedding = get('tok_embeddings.weight', c.vocabSize, c.dim);
+    where = 'head';
+    const weights = { tokenEmbedding, layers, finalNorm: getVector('norm.weight', c.dim), classifier: get('output.weight', c.vocabSize, c.dim) };
     const dtype = weights.layers[0]?.wq.type ?? 'f32';
     return { config, weights, source: { path: dir, format: `Meta checkpoint (${shards.length} shard${shards.length > 1 ? 's' : ''}, ${dtype})` } };
   } finally {
@@ -175,7 +185,7 @@ export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxS
 }
 
 /** Read `name` from every shard and join the pieces along the dim fairscale split it. */
-function joinMatrix(shards: PthFile[], paths: string[], name: string, rows: number, cols: number): Matrix {
+function joinMatrix(shards: PthFile[], paths: string[], name: string, rows: number, cols: number, alloc: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes)): Matrix {
   const n = shards.length;
   const dim = n === 1 ? null : splitDimOf(name);
   const infos = shards.map((s, r) => {
@@ -203,9 +213,11 @@ function joinMatrix(shards: PthFile[], paths: string[], name: string, rows: numb
   });
   let bytes: Uint8Array;
   if (dim === null) {
-    bytes = shards[0]!.read(name);
+    const read = shards[0]!.read(name);
+    bytes = alloc(read.byteLength);
+    bytes.set(read);
   } else if (dim === 0) {
-    bytes = new Uint8Array(rows * cols * size);
+    bytes = alloc(rows * cols * size);
     let off = 0;
     shards.forEach((s) => {
       const part = s.read(name);
@@ -213,7 +225,7 @@ function joinMatrix(shards: PthFile[], paths: string[], name: string, rows: numb
       off += part.byteLength;
     });
   } else {
-    bytes = new Uint8Array(rows * cols * size);
+    bytes = alloc(rows * cols * size);
     const pieceRow = (cols / n) * size;
     shards.forEach((s, r) => {
       const part = s.read(name);

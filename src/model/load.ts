@@ -37,8 +37,8 @@ export interface LoadOptions {
 
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
   if (fs.existsSync(path) && fs.statSync(path).isDirectory()) {
-    if (isMetaCheckpointDir(path)) return readMetaCheckpoint(path, opts);
-    if (isHfModelDir(path)) return loadHfModel(path, opts); // maxSeqLen default: config.json's max_position_embeddings
+    if (isMetaCheckpointDir(path)) return readMetaCheckpoint(path, { ...opts, placement: opts.placement ?? weightPlacement() });
+    if (isHfModelDir(path)) return loadHfModel(path, { ...opts, placement: opts.placement ?? weightPlacement() }); // maxSeqLen default: config.json's max_position_embeddings
     throw new UnsupportedModelError(
       `${path}: is a directory without params.json or config.json; llamats reads Meta checkpoint directories (params.json + consolidated.*.pth), Hugging Face directories (config.json + model.safetensors) and llama2.c .bin files`,
     );
