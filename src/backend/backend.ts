@@ -12,7 +12,7 @@
  *
  * The default (`auto`, or the LLAMATS_BACKEND environment variable) is the fastest backend that
  * starts: wasm, which falls back to ref with a reason when it cannot (no SIMD, kernels not built,
- * model larger than one 4 GiB WebAssembly memory). An op or weight type a backend has no kernel
+ * a layer larger than one 4 GiB WebAssembly memory). An op or weight type a backend has no kernel
  * for is its own business: the wasm backend runs the reference op on views of its memory.
  *
  * Threads (wasm): worker threads over one shared WebAssembly memory split the rows of the

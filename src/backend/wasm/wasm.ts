@@ -1,12 +1,12 @@
 /**
  * The `wasm` backend: WebAssembly SIMD kernels (asm/kernels.ts), on one or more threads.
  *
- * Memory: one WasmMemory per model (at most 4 GiB in Node 20), allocated from here by a
- * small first-fit heap. When the backend is created for a model, every weight matrix with a
- * kernel is copied into it once (phase 1: a copy next to the loader's buffer; loaders should later
- * read tensors straight into this memory); a model whose weights do not fit is refused with a
- * reason, and the registry falls back to ref. Sessions allocate their activations, KV cache and
- * scratch here once; a vector's block returns to the heap when the vector is garbage-collected.
+ * Memory (memory.ts): a WasmBackend runs on one part, a shared WebAssembly memory of at most
+ * 4 GiB with a first-fit heap; a model larger than that gets one backend per part, split by
+ * layers (`createWasmBackend`). Loaders read weights straight into the parts (WasmPlacement), and
+ * `upload` uses them where they lie; a model built elsewhere (random, quantized at load) is copied
+ * in once. Sessions allocate their activations, KV cache and scratch in the parts once; a vector's
+ * block returns to the heap when the vector is garbage-collected.
  *
  * Per token, the TypeScript side only passes pointers: the time goes into the kernels, mostly the
  * matrix-vector products. With `threads` > 1 the memory is shared with worker threads (pool.ts)
