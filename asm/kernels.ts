@@ -109,41 +109,117 @@ export function matvecF32(out: usize, x: usize, w: usize, rows: i32, cols: i32):
   for (let i = 0; i < rows; i++) store<f32>(out + (<usize>i << 2), rowF32(w + <usize>i * rowBytes, x, cols));
 }
 
-/** 16-bit weights (`bf16` = 1: bfloat16; 0: IEEE half), widened eight at a time. */
-export function matvecHalf(out: usize, x: usize, w: usize, rows: i32, cols: i32, bf16: i32): void {
+// 16-bit weights. Each u16 is first moved into the high half of an i32 lane (one interleave with
+// zero, `hiHalves`), which is a bfloat16's float32 already. An IEEE half there is turned into
+// float32 with an arithmetic shift by 3 (exponent and mantissa into float32's places, the sign
+// kept in bit 31), a mask, and a multiply by 2^112 that rebiases the exponent (subnormals
+// included): three SIMD ops for four weights. That is exact for every finite half; a matrix
+// holding inf or NaN halves (`halfSpecials` finds them once per matrix) takes the slower `h2f4`.
+//
+// Order of a row's sum (every 16-bit product, matvec or matmul, follows it, so they agree bit for
+// bit): one f32x4 accumulator over 8 columns at a time (the low 4, then the high 4), its lanes
+// added as `hsum`, then the remaining columns one by one.
+
+const HALF_BF16: i32 = 1;
+const HALF_F16: i32 = 0; // finite halves only
+const HALF_F16_EXACT: i32 = 2; // any half (inf, NaN)
+
+/** Lanes 0–3 (`high` = 0) or 4–7 (1) of 8 u16 as i32 lanes holding u16 << 16. */
+// @ts-ignore: decorator
+@inline function hiHalves(h: v128, high: i32): v128 {
+  const z = i32x4.splat(0);
+  return high
+    ? i8x16.shuffle(z, h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31)
+    : i8x16.shuffle(z, h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+}
+
+/** Four 16-bit weights (as `hiHalves` gives them) as float32, by `mode`. */
+// @ts-ignore: decorator
+@inline function halfToF32(v: v128, mode: i32): v128 {
+  if (mode == HALF_BF16) return v;
+  const f = f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
+  if (mode != HALF_F16_EXACT) return f;
+  // inf / NaN (exponent 31) came out as ±2^16·1.m: setting the exponent bits gives ±inf / NaN with m kept
+  return v128.or(f, v128.and(f32x4.ge(f32x4.abs(f), f32x4.splat(65536)), i32x4.splat(0x7f800000)));
+}
+
+/** One 16-bit weight (at address p) as float32: exact, for the columns after the last 8. */
+// @ts-ignore: decorator
+@inline function halfAt(p: usize, mode: i32): f32 {
+  const h = <u32>load<u16>(p);
+  return mode == HALF_BF16 ? reinterpret<f32>(h << 16) : h2f(h);
+}
+
+/** 1 when any of the n halves at p is inf or NaN (exponent all ones), else 0 (f16 may use the fast widening). */
+export function halfSpecials(p: usize, n: i32): i32 {
+  const e = i16x8.splat(0x7c00);
+  let c = i16x8.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) c = v128.or(c, i16x8.eq(v128.and(v128.load(p + (<usize>j << 1)), e), e));
+  let any = v128.any_true(c) ? 1 : 0;
+  for (; j < n; j++) if ((load<u16>(p + (<usize>j << 1)) & 0x7c00) == 0x7c00) any = 1;
+  return any;
+}
+
+/** 1 when the half at the start of any of `n` blocks of `blockBytes` at p (a ggml block scale) is inf or NaN, else 0. */
+export function blockScaleSpecials(p: usize, n: i32, blockBytes: i32): i32 {
+  let any = 0;
+  for (let b = 0; b < n; b++) any |= <i32>((load<u16>(p + <usize>b * <usize>blockBytes) & 0x7c00) == 0x7c00);
+  return any;
+}
+
+/** The tail of one 16-bit product: hsum(acc) plus the columns from n8 on, one by one. */
+// @ts-ignore: decorator
+@inline function halfTail(acc: v128, r: usize, x: usize, n8: i32, cols: i32, mode: i32): f32 {
+  let s = hsum(acc);
+  for (let j = n8; j < cols; j++) s += halfAt(r + (<usize>j << 1), mode) * load<f32>(x + (<usize>j << 2));
+  return s;
+}
+
+/**
+ * out = W · x for 16-bit weights, four rows at a time sharing each load of x (a last group of
+ * fewer rows repeats its last row and stores only its own).
+ */
+// @ts-ignore: decorator
+@inline function matvecHalfBy(out: usize, x: usize, w: usize, rows: i32, cols: i32, mode: i32): void {
   const rowBytes = <usize>cols << 1;
   const n8 = cols & ~7;
-  const zero = i32x4.splat(0);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-    let j = 0;
-    if (bf16) {
-      for (; j < n8; j += 8) {
-        const h = v128.load(r + (<usize>j << 1));
-        // a bfloat16 is the top half of a float32: move each 2-byte pattern into the high bytes
-        const lo = i8x16.shuffle(zero, h, 0, 1, 16, 17, 0, 1, 18, 19, 0, 1, 20, 21, 0, 1, 22, 23);
-        const hi = i8x16.shuffle(zero, h, 0, 1, 24, 25, 0, 1, 26, 27, 0, 1, 28, 29, 0, 1, 30, 31);
-        const o = <usize>j << 2;
-        a0 = f32x4.add(a0, f32x4.mul(lo, v128.load(x + o)));
-        a1 = f32x4.add(a1, f32x4.mul(hi, v128.load(x + o, 16)));
-      }
-    } else {
-      for (; j < n8; j += 8) {
-        const h = v128.load(r + (<usize>j << 1));
-        const o = <usize>j << 2;
-        a0 = f32x4.add(a0, f32x4.mul(h2f4(i32x4.extend_low_i16x8_u(h)), v128.load(x + o)));
-        a1 = f32x4.add(a1, f32x4.mul(h2f4(i32x4.extend_high_i16x8_u(h)), v128.load(x + o, 16)));
-      }
+  for (let i = 0; i < rows; i += 4) {
+    const last = rows - 1;
+    const r0 = w + <usize>i * rowBytes;
+    const r1 = w + <usize>min(i + 1, last) * rowBytes;
+    const r2 = w + <usize>min(i + 2, last) * rowBytes;
+    const r3 = w + <usize>min(i + 3, last) * rowBytes;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let j = 0; j < n8; j += 8) {
+      const o = <usize>j << 1;
+      const xl = v128.load(x + (o << 1));
+      const xh = v128.load(x + (o << 1), 16);
+      const h0 = v128.load(r0 + o), h1 = v128.load(r1 + o), h2 = v128.load(r2 + o), h3 = v128.load(r3 + o);
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(halfToF32(hiHalves(h0, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h0, 1), mode), xh));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(halfToF32(hiHalves(h1, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h1, 1), mode), xh));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(halfToF32(hiHalves(h2, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h2, 1), mode), xh));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(halfToF32(hiHalves(h3, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h3, 1), mode), xh));
     }
-    let s = hsum(f32x4.add(a0, a1));
-    for (; j < cols; j++) {
-      const h = <u32>load<u16>(r + (<usize>j << 1));
-      const wf = bf16 ? reinterpret<f32>(h << 16) : h2f(h);
-      s += wf * load<f32>(x + (<usize>j << 2));
-    }
-    store<f32>(out + (<usize>i << 2), s);
+    const o = out + (<usize>i << 2);
+    store<f32>(o, halfTail(a0, r0, x, n8, cols, mode));
+    if (i + 1 < rows) store<f32>(o, halfTail(a1, r1, x, n8, cols, mode), 4);
+    if (i + 2 < rows) store<f32>(o, halfTail(a2, r2, x, n8, cols, mode), 8);
+    if (i + 3 < rows) store<f32>(o, halfTail(a3, r3, x, n8, cols, mode), 12);
   }
+}
+
+/** 16-bit weights: IEEE half (finite only), bfloat16, IEEE half with inf / NaN (one function each, so each inner loop is specialized). */
+export function matvecF16(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
+  matvecHalfBy(out, x, w, rows, cols, HALF_F16);
+}
+
+export function matvecBf16(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
+  matvecHalfBy(out, x, w, rows, cols, HALF_BF16);
+}
+
+export function matvecF16Exact(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
+  matvecHalfBy(out, x, w, rows, cols, HALF_F16_EXACT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,34 +311,122 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
   );
 }
 
-/** Q8_0 (34 B per 32 weights: half d; i8 qs[32]); w = d · q. */
-export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
-  const nb = cols >> 5;
-  const rowBytes = <usize>nb * 34;
-  for (let i = 0; i < rows; i++) store<f32>(out + (<usize>i << 2), rowQ8_0(w + <usize>i * rowBytes, xq, xs, nb));
+// Q8_0 and Q4_0: the order of a row's sum (matvec and matmul follow it, so they agree bit for bit):
+// per block b, the exact integer dot product isum_b of the block's weights with the int16
+// activations, then, in float32, sum += f32(isum_b) · (d_b · xs_b), block after block. The
+// kernels keep four such sums in the lanes of one f32x4: four rows (matvec, sharing each load of
+// the activations) or four vectors (matmul, sharing each load and unpacking of the weights). Each
+// row's or vector's integer partial sums are folded into its lane by `hsum4i`, and matvec's four
+// scales d come out of one `halves4` (the fast widening: a matrix with an inf or NaN scale, found
+// once by `blockScaleSpecials`, runs the reference op instead), so nothing per block is scalar.
+
+/** [Σ lanes of a, Σ b, Σ c, Σ d] (i32). */
+// @ts-ignore: decorator
+@inline function hsum4i(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i8x16.shuffle(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  const cd = i32x4.add(i8x16.shuffle(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  return i32x4.add(
+    i8x16.shuffle(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+    i8x16.shuffle(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+  );
 }
 
-/** Q4_0 (18 B per 32 weights: half d; u8 qs[16]); w[j] = d·((qs[j]&15) − 8), w[j+16] = d·((qs[j]>>4) − 8). */
-export function matvecQ4_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
-  const nb = cols >> 5;
-  const rowBytes = <usize>nb * 18;
-  const m4 = i8x16.splat(15);
-  const eight = i8x16.splat(8);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let acc = f32x4.splat(0);
-    for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 18;
-      const a = xq + (<usize>b << 6);
-      const qs = v128.load(p, 2);
-      const lo = i8x16.sub(v128.and(qs, m4), eight);
-      const hi = i8x16.sub(i8x16.shr_u(qs, 4), eight);
-      const isum = i32x4.add(dotW8A16(lo, a), dotW8A16(hi, a + 32));
-      const sc = h2f(<u32>load<u16>(p)) * load<f32>(xs + (<usize>b << 2));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(sc)));
-    }
-    store<f32>(out + (<usize>i << 2), hsum(acc));
+/** The four halves at p0 … p3 as float32 lanes (`mode`: HALF_F16 finite only, or HALF_F16_EXACT). */
+// @ts-ignore: decorator
+@inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize, mode: i32): v128 {
+  // each into the high half of an i32 lane, as `hiHalves` does
+  let h = v128.load16_lane(p0, i32x4.splat(0), 1);
+  h = v128.load16_lane(p1, h, 3);
+  h = v128.load16_lane(p2, h, 5);
+  return halfToF32(v128.load16_lane(p3, h, 7), mode);
+}
+
+/** The four f32 (or i32) at p0 … p3 as lanes. */
+// @ts-ignore: decorator
+@inline function gather4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let v = v128.load32_zero(p0);
+  v = v128.load32_lane(p1, v, 1);
+  v = v128.load32_lane(p2, v, 2);
+  return v128.load32_lane(p3, v, 3);
+}
+
+/** Q8_0 block at p (34 B: half d; i8 qs[32]) · the int16 activation block a0..a3: four i32 partial sums. */
+// @ts-ignore: decorator
+@inline function dotQ8_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p, 2), a0), i32x4.dot_i16x8_s(v128.load8x8_s(p, 10), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p, 18), a2), i32x4.dot_i16x8_s(v128.load8x8_s(p, 26), a3)),
+  );
+}
+
+/**
+ * Q4_0 block at p (18 B: half d; u8 qs[16]; w[j] = d·((qs[j]&15) − 8), w[j+16] = d·((qs[j]>>4) − 8))
+ * · the activation block, without the −8: the caller subtracts 8 · (the block's activation sum).
+ * The 16 bytes are widened to u16 first, where the nibbles come apart with one mask and one shift.
+ */
+// @ts-ignore: decorator
+@inline function dotQ4_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128, m4: v128): v128 {
+  const qs = v128.load(p, 2);
+  const lo = i16x8.extend_low_i8x16_u(qs), hi = i16x8.extend_high_i8x16_u(qs);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, m4), a0), i32x4.dot_i16x8_s(v128.and(hi, m4), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(lo, 4), a2), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 4), a3)),
+  );
+}
+
+/** Store the first n (1 … 4) lanes of v at o. */
+// @ts-ignore: decorator
+@inline function storeLanes(o: usize, v: v128, n: i32): void {
+  if (n >= 4) {
+    v128.store(o, v);
+    return;
   }
+  store<f32>(o, f32x4.extract_lane(v, 0));
+  if (n > 1) store<f32>(o, f32x4.extract_lane(v, 1), 4);
+  if (n > 2) store<f32>(o, f32x4.extract_lane(v, 2), 8);
+}
+
+/** Q8_0 and Q4_0 matvec, four rows at a time (a last group of fewer repeats its last row). */
+// @ts-ignore: decorator
+@inline function matvecQ4Q8(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
+  const nb = cols >> 5;
+  const blockBytes: usize = q4 ? 18 : 34;
+  const rowBytes = <usize>nb * blockBytes;
+  const m4 = i16x8.splat(15);
+  for (let i = 0; i < rows; i += 4) {
+    const last = rows - 1;
+    let p0 = w + <usize>i * rowBytes;
+    let p1 = w + <usize>min(i + 1, last) * rowBytes;
+    let p2 = w + <usize>min(i + 2, last) * rowBytes;
+    let p3 = w + <usize>min(i + 3, last) * rowBytes;
+    let a = xq, sp = xs, bp = xb;
+    const end = xs + (<usize>nb << 2);
+    let acc = f32x4.splat(0);
+    while (sp < end) {
+      const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+      let isum: v128;
+      if (q4) {
+        isum = hsum4i(dotQ4_0(p0, a0, a1, a2, a3, m4), dotQ4_0(p1, a0, a1, a2, a3, m4), dotQ4_0(p2, a0, a1, a2, a3, m4), dotQ4_0(p3, a0, a1, a2, a3, m4));
+        isum = i32x4.sub(isum, i32x4.splat(load<i32>(bp) << 3));
+      } else {
+        isum = hsum4i(dotQ8_0(p0, a0, a1, a2, a3), dotQ8_0(p1, a0, a1, a2, a3), dotQ8_0(p2, a0, a1, a2, a3), dotQ8_0(p3, a0, a1, a2, a3));
+      }
+      const d = halves4(p0, p1, p2, p3, HALF_F16);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, f32x4.splat(load<f32>(sp)))));
+      p0 += blockBytes; p1 += blockBytes; p2 += blockBytes; p3 += blockBytes;
+      a += 64; sp += 4; bp += 4;
+    }
+    storeLanes(out + (<usize>i << 2), acc, rows - i);
+  }
+}
+
+export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  matvecQ4Q8(out, xq, xs, 0, w, rows, cols, false);
+}
+
+/** Q4_0; `xb`: the activation blocks' sums (quantizeBlocks32). */
+export function matvecQ4_0(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
+  matvecQ4Q8(out, xq, xs, xb, w, rows, cols, true);
 }
 
 /**
@@ -436,68 +600,125 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
   }
 }
 
-/** One row of matvecQ8_0 against one quantized vector. */
+/** Four vector pointers from the table at `tab`, from entry v (past nv: the last one again). */
 // @ts-ignore: decorator
-@inline function rowQ8_0(r: usize, xq: usize, xs: usize, nb: i32): f32 {
-  let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const p = r + <usize>b * 34;
-    const a = xq + (<usize>b << 6);
-    const isum = i32x4.add(dotW8A16(v128.load(p, 2), a), dotW8A16(v128.load(p, 18), a + 32));
-    const sc = h2f(<u32>load<u16>(p)) * load<f32>(xs + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(sc)));
-  }
-  return hsum(acc);
+@inline function entry(tab: usize, v: i32, nv: i32): usize {
+  return <usize>load<u32>(tab + (<usize>min(v, nv - 1) << 2));
 }
 
-/** dotW8A16 with the weights already widened to int16 (lo, hi: the low and high 8 of 16). */
+/**
+ * Q8_0 and Q4_0 batched: one row × four vectors at a time, the row's blocks loaded and unpacked
+ * once for the four (a last group of fewer vectors repeats its last vector and stores only its
+ * own). Inputs: nv vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each,
+ * xs and xb: cols/8 bytes each).
+ */
 // @ts-ignore: decorator
-@inline function dotW16A16(lo: v128, hi: v128, a: usize): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(a)), i32x4.dot_i16x8_s(hi, v128.load(a, 16)));
-}
-
-export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+@inline function matmulQ4Q8(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
-  const rowBytes = <usize>nb * 34;
+  const blockBytes: usize = q4 ? 18 : 34;
+  const rowBytes = <usize>nb * blockBytes;
   const qStride = <usize>cols << 1;
   const sStride = <usize>nb << 2;
   const tile = tileRows(rowBytes);
+  const m4 = i16x8.splat(15);
   for (let i0 = 0; i0 < rows; i0 += tile) {
     const i1 = min(i0 + tile, rows);
-    let v = 0;
-    for (; v + 4 <= nv; v += 4) {
-      const q0 = xq + <usize>v * qStride, q1 = q0 + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
-      const s0 = xs + <usize>v * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;
+    for (let v = 0; v < nv; v += 4) {
+      const v1 = <usize>min(v + 1, nv - 1), v2 = <usize>min(v + 2, nv - 1), v3 = <usize>min(v + 3, nv - 1);
+      const q0 = xq + <usize>v * qStride, q1 = xq + v1 * qStride, q2 = xq + v2 * qStride, q3 = xq + v3 * qStride;
+      const s0 = <usize>v * sStride, s1 = v1 * sStride, s2 = v2 * sStride, s3 = v3 * sStride;
       for (let i = i0; i < i1; i++) {
         const r = w + <usize>i * rowBytes;
-        let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+        let acc = f32x4.splat(0);
         for (let b = 0; b < nb; b++) {
-          const p = r + <usize>b * 34;
-          const wa = v128.load(p, 2), wb = v128.load(p, 18);
-          const al = i16x8.extend_low_i8x16_s(wa), ah = i16x8.extend_high_i8x16_s(wa);
-          const bl = i16x8.extend_low_i8x16_s(wb), bh = i16x8.extend_high_i8x16_s(wb);
-          const d = h2f(<u32>load<u16>(p));
+          const p = r + <usize>b * blockBytes;
           const ao = <usize>b << 6;
           const so = <usize>b << 2;
-          acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q0 + ao), dotW16A16(bl, bh, q0 + ao + 32))), f32x4.splat(d * load<f32>(s0 + so))));
-          acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q1 + ao), dotW16A16(bl, bh, q1 + ao + 32))), f32x4.splat(d * load<f32>(s1 + so))));
-          acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q2 + ao), dotW16A16(bl, bh, q2 + ao + 32))), f32x4.splat(d * load<f32>(s2 + so))));
-          acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q3 + ao), dotW16A16(bl, bh, q3 + ao + 32))), f32x4.splat(d * load<f32>(s3 + so))));
+          let w0: v128, w1: v128, w2: v128, w3: v128;
+          if (q4) {
+            const lo = v128.load8x8_u(p, 2), hi = v128.load8x8_u(p, 10);
+            w0 = v128.and(lo, m4); w1 = v128.and(hi, m4); w2 = i16x8.shr_u(lo, 4); w3 = i16x8.shr_u(hi, 4);
+          } else {
+            w0 = v128.load8x8_s(p, 2); w1 = v128.load8x8_s(p, 10); w2 = v128.load8x8_s(p, 18); w3 = v128.load8x8_s(p, 26);
+          }
+          let isum = hsum4i(dotW16(w0, w1, w2, w3, q0 + ao), dotW16(w0, w1, w2, w3, q1 + ao), dotW16(w0, w1, w2, w3, q2 + ao), dotW16(w0, w1, w2, w3, q3 + ao));
+          if (q4) isum = i32x4.sub(isum, i32x4.shl(gather4(xb + s0 + so, xb + s1 + so, xb + s2 + so, xb + s3 + so), 3));
+          const sc = f32x4.mul(f32x4.splat(h2f(<u32>load<u16>(p))), gather4(xs + s0 + so, xs + s1 + so, xs + s2 + so, xs + s3 + so));
+          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
         }
         const oi = outOff + (<usize>i << 2);
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2)) + oi, hsum(acc0));
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 4) + oi, hsum(acc1));
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 8) + oi, hsum(acc2));
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 12) + oi, hsum(acc3));
+        store<f32>(entry(outTab, v, nv) + oi, f32x4.extract_lane(acc, 0));
+        if (v + 1 < nv) store<f32>(entry(outTab, v + 1, nv) + oi, f32x4.extract_lane(acc, 1));
+        if (v + 2 < nv) store<f32>(entry(outTab, v + 2, nv) + oi, f32x4.extract_lane(acc, 2));
+        if (v + 3 < nv) store<f32>(entry(outTab, v + 3, nv) + oi, f32x4.extract_lane(acc, 3));
       }
     }
-    for (; v < nv; v++) {
-      const q0 = xq + <usize>v * qStride;
-      const s0 = xs + <usize>v * sStride;
-      const o0 = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff;
-      for (let i = i0; i < i1; i++) store<f32>(o0 + (<usize>i << 2), rowQ8_0(w + <usize>i * rowBytes, q0, s0, nb));
+  }
+}
+
+/** Unpacked int16 weights w0..w3 (32) · the int16 activation block at a: four i32 partial sums. */
+// @ts-ignore: decorator
+@inline function dotW16(w0: v128, w1: v128, w2: v128, w3: v128, a: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(a)), i32x4.dot_i16x8_s(w1, v128.load(a, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(a, 32)), i32x4.dot_i16x8_s(w3, v128.load(a, 48))),
+  );
+}
+
+export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  matmulQ4Q8(outTab, outOff, nv, xq, xs, 0, w, rows, cols, false);
+}
+
+export function matmulQ4_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
+  matmulQ4Q8(outTab, outOff, nv, xq, xs, xb, w, rows, cols, true);
+}
+
+/**
+ * 16-bit weights batched: one row × four vectors (xTab: nv input pointers), each 8 weights widened
+ * once for the four, in matvecHalfBy's order.
+ */
+// @ts-ignore: decorator
+@inline function matmulHalfBy(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32, mode: i32): void {
+  const rowBytes = <usize>cols << 1;
+  const tile = tileRows(rowBytes);
+  const n8 = cols & ~7;
+  for (let i0 = 0; i0 < rows; i0 += tile) {
+    const i1 = min(i0 + tile, rows);
+    for (let v = 0; v < nv; v += 4) {
+      const x0 = entry(xTab, v, nv), x1 = entry(xTab, v + 1, nv), x2 = entry(xTab, v + 2, nv), x3 = entry(xTab, v + 3, nv);
+      for (let i = i0; i < i1; i++) {
+        const r = w + <usize>i * rowBytes;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let j = 0; j < n8; j += 8) {
+          const h = v128.load(r + (<usize>j << 1));
+          const lo = halfToF32(hiHalves(h, 0), mode), hi = halfToF32(hiHalves(h, 1), mode);
+          const o = <usize>j << 2;
+          a0 = f32x4.add(f32x4.add(a0, f32x4.mul(lo, v128.load(x0 + o))), f32x4.mul(hi, v128.load(x0 + o, 16)));
+          a1 = f32x4.add(f32x4.add(a1, f32x4.mul(lo, v128.load(x1 + o))), f32x4.mul(hi, v128.load(x1 + o, 16)));
+          a2 = f32x4.add(f32x4.add(a2, f32x4.mul(lo, v128.load(x2 + o))), f32x4.mul(hi, v128.load(x2 + o, 16)));
+          a3 = f32x4.add(f32x4.add(a3, f32x4.mul(lo, v128.load(x3 + o))), f32x4.mul(hi, v128.load(x3 + o, 16)));
+        }
+        const oi = outOff + (<usize>i << 2);
+        store<f32>(entry(outTab, v, nv) + oi, halfTail(a0, r, x0, n8, cols, mode));
+        if (v + 1 < nv) store<f32>(entry(outTab, v + 1, nv) + oi, halfTail(a1, r, x1, n8, cols, mode));
+        if (v + 2 < nv) store<f32>(entry(outTab, v + 2, nv) + oi, halfTail(a2, r, x2, n8, cols, mode));
+        if (v + 3 < nv) store<f32>(entry(outTab, v + 3, nv) + oi, halfTail(a3, r, x3, n8, cols, mode));
+      }
     }
   }
+}
+
+/** matmul for 16-bit weights, one function per kind as for matvec. */
+export function matmulF16(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  matmulHalfBy(outTab, outOff, nv, xTab, w, rows, cols, HALF_F16);
+}
+
+export function matmulBf16(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  matmulHalfBy(outTab, outOff, nv, xTab, w, rows, cols, HALF_BF16);
+}
+
+export function matmulF16Exact(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  matmulHalfBy(outTab, outOff, nv, xTab, w, rows, cols, HALF_F16_EXACT);
 }
 
 // ---------------------------------------------------------------------------------------------
