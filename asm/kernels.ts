@@ -341,15 +341,6 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
   return halfToF32(v128.load16_lane(p3, h, 7), mode);
 }
 
-/** The four f32 (or i32) at p0 … p3 as lanes. */
-// @ts-ignore: decorator
-@inline function gather4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
-  let v = v128.load32_zero(p0);
-  v = v128.load32_lane(p1, v, 1);
-  v = v128.load32_lane(p2, v, 2);
-  return v128.load32_lane(p3, v, 3);
-}
-
 /** Q8_0 block at p (34 B: half d; i8 qs[32]) · the int16 activation block a0..a3: four i32 partial sums. */
 // @ts-ignore: decorator
 @inline function dotQ8_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
@@ -607,63 +598,30 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
 }
 
 /**
- * Q8_0 and Q4_0 batched: one row × four vectors at a time, the row's blocks loaded and unpacked
- * once for the four (a last group of fewer vectors repeats its last vector and stores only its
- * own). Inputs: nv vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each,
- * xs and xb: cols/8 bytes each).
+ * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes (a multiple of 4 rows), and
+ * each tile multiplied by every vector with matvec's own loop while it stays in cache, so each
+ * output is matvec's bit for bit. (A tile of one row × four vectors sharing the unpacking was
+ * slower: V8 issues every load of an iteration first, and the 16 activation loads spill.) Inputs:
+ * nv vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb:
+ * cols/8 bytes each).
  */
 // @ts-ignore: decorator
 @inline function matmulQ4Q8(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
-  const blockBytes: usize = q4 ? 18 : 34;
-  const rowBytes = <usize>nb * blockBytes;
+  const rowBytes = <usize>nb * (q4 ? 18 : 34);
   const qStride = <usize>cols << 1;
   const sStride = <usize>nb << 2;
-  const tile = tileRows(rowBytes);
-  const m4 = i16x8.splat(15);
+  const tile = max(4, <i32>(<usize>MM_TILE_Q / rowBytes) & ~3);
   for (let i0 = 0; i0 < rows; i0 += tile) {
-    const i1 = min(i0 + tile, rows);
-    for (let v = 0; v < nv; v += 4) {
-      const v1 = <usize>min(v + 1, nv - 1), v2 = <usize>min(v + 2, nv - 1), v3 = <usize>min(v + 3, nv - 1);
-      const q0 = xq + <usize>v * qStride, q1 = xq + v1 * qStride, q2 = xq + v2 * qStride, q3 = xq + v3 * qStride;
-      const s0 = <usize>v * sStride, s1 = v1 * sStride, s2 = v2 * sStride, s3 = v3 * sStride;
-      for (let i = i0; i < i1; i++) {
-        const r = w + <usize>i * rowBytes;
-        let acc = f32x4.splat(0);
-        for (let b = 0; b < nb; b++) {
-          const p = r + <usize>b * blockBytes;
-          const ao = <usize>b << 6;
-          const so = <usize>b << 2;
-          let w0: v128, w1: v128, w2: v128, w3: v128;
-          if (q4) {
-            const lo = v128.load8x8_u(p, 2), hi = v128.load8x8_u(p, 10);
-            w0 = v128.and(lo, m4); w1 = v128.and(hi, m4); w2 = i16x8.shr_u(lo, 4); w3 = i16x8.shr_u(hi, 4);
-          } else {
-            w0 = v128.load8x8_s(p, 2); w1 = v128.load8x8_s(p, 10); w2 = v128.load8x8_s(p, 18); w3 = v128.load8x8_s(p, 26);
-          }
-          let isum = hsum4i(dotW16(w0, w1, w2, w3, q0 + ao), dotW16(w0, w1, w2, w3, q1 + ao), dotW16(w0, w1, w2, w3, q2 + ao), dotW16(w0, w1, w2, w3, q3 + ao));
-          if (q4) isum = i32x4.sub(isum, i32x4.shl(gather4(xb + s0 + so, xb + s1 + so, xb + s2 + so, xb + s3 + so), 3));
-          const sc = f32x4.mul(f32x4.splat(h2f(<u32>load<u16>(p))), gather4(xs + s0 + so, xs + s1 + so, xs + s2 + so, xs + s3 + so));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
-        }
-        const oi = outOff + (<usize>i << 2);
-        store<f32>(entry(outTab, v, nv) + oi, f32x4.extract_lane(acc, 0));
-        if (v + 1 < nv) store<f32>(entry(outTab, v + 1, nv) + oi, f32x4.extract_lane(acc, 1));
-        if (v + 2 < nv) store<f32>(entry(outTab, v + 2, nv) + oi, f32x4.extract_lane(acc, 2));
-        if (v + 3 < nv) store<f32>(entry(outTab, v + 3, nv) + oi, f32x4.extract_lane(acc, 3));
-      }
+    const n = min(tile, rows - i0);
+    for (let v = 0; v < nv; v++) {
+      const o = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff + (<usize>i0 << 2);
+      matvecQ4Q8(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, w + <usize>i0 * rowBytes, n, cols, q4);
     }
   }
 }
 
-/** Unpacked int16 weights w0..w3 (32) · the int16 activation block at a: four i32 partial sums. */
-// @ts-ignore: decorator
-@inline function dotW16(w0: v128, w1: v128, w2: v128, w3: v128, a: usize): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(a)), i32x4.dot_i16x8_s(w1, v128.load(a, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(a, 32)), i32x4.dot_i16x8_s(w3, v128.load(a, 48))),
-  );
-}
+const MM_TILE_Q: i32 = 65536;
 
 export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
   matmulQ4Q8(outTab, outOff, nv, xq, xs, 0, w, rows, cols, false);
