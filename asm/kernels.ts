@@ -763,6 +763,40 @@ export function add(x: usize, y: usize, n: i32): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The KV cache in IEEE halves (f16): values rounded to nearest even as they are stored, widened
+// exactly as attention reads them.
+
+/**
+ * Four float32 lanes → their IEEE half bit patterns (in i32 lanes), rounded to nearest even, with
+ * overflow to ±inf, subnormals, and NaN kept quiet with its top payload bits (f32ToF16 in
+ * src/quant/ggml.ts). The rounding is done by the float32 adder (Maratyszcza's FP16 method, also
+ * ggml's fallback): the value is scaled so that float32's own rounding drops exactly the bits a
+ * half does not keep.
+ */
+// @ts-ignore: decorator
+@inline function f32ToHalves(x: v128): v128 {
+  const shl1 = i32x4.add(x, x);
+  const bias = i32x4.max_u(v128.and(shl1, i32x4.splat(0xff000000)), i32x4.splat(0x71000000));
+  let base = f32x4.mul(f32x4.mul(f32x4.abs(x), f32x4.splat(reinterpret<f32>(0x77800000))), f32x4.splat(reinterpret<f32>(0x08800000)));
+  base = f32x4.add(i32x4.add(i32x4.shr_u(bias, 1), i32x4.splat(0x07800000)), base);
+  const nonsign = i32x4.add(v128.and(i32x4.shr_u(base, 13), i32x4.splat(0x7c00)), v128.and(base, i32x4.splat(0x0fff)));
+  const nan = v128.or(i32x4.splat(0x7e00), v128.and(i32x4.shr_u(x, 13), i32x4.splat(0x3ff)));
+  const h = v128.bitselect(nan, nonsign, i32x4.gt_u(shl1, i32x4.splat(0xff000000)));
+  return v128.or(h, v128.and(i32x4.shr_u(x, 16), i32x4.splat(0x8000)));
+}
+
+/** dst[0..n) = the n float32 at src as halves (storing k and v into an f16 cache). */
+export function storeHalves(dst: usize, src: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const lo = f32ToHalves(v128.load(src + (<usize>i << 2)));
+    const hi = f32ToHalves(v128.load(src + (<usize>i << 2), 16));
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(lo, hi));
+  }
+  for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>i32x4.extract_lane(f32ToHalves(f32x4.splat(load<f32>(src + (<usize>i << 2)))), 0));
+}
+
 /**
  * Causal attention of one position over the KV cache (rows 0..pos of `kc` and `vc`, each row
  * kvDim floats). Query head h uses key/value head h / (nHeads / nKvHeads). `att` is scratch of
@@ -772,20 +806,49 @@ export function attention(
   out: usize, q: usize, kc: usize, vc: usize, att: usize,
   pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32,
 ): void {
+  attentionBy(out, q, kc, vc, att, pos, nHeads, nKvHeads, headDim, kvDim, false);
+}
+
+/** attention over an f16 cache: the same arithmetic on the exactly widened halves. */
+export function attentionF16(
+  out: usize, q: usize, kc: usize, vc: usize, att: usize,
+  pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32,
+): void {
+  attentionBy(out, q, kc, vc, att, pos, nHeads, nKvHeads, headDim, kvDim, true);
+}
+
+/** Four cache values at p (f32, or halves widened) as f32x4. */
+// @ts-ignore: decorator
+@inline function cache4(p: usize, half: bool): v128 {
+  return half ? halfToF32(hiHalves(v128.load64_zero(p), 0), HALF_F16_EXACT) : v128.load(p);
+}
+
+/** One cache value at p. */
+// @ts-ignore: decorator
+@inline function cache1(p: usize, half: bool): f32 {
+  return half ? h2f(<u32>load<u16>(p)) : load<f32>(p);
+}
+
+// @ts-ignore: decorator
+@inline function attentionBy(
+  out: usize, q: usize, kc: usize, vc: usize, att: usize,
+  pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32, half: bool,
+): void {
+  const shift: usize = half ? 1 : 2; // log2 of a cache value's bytes
   const kvMul = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(<f64>headDim);
   const h4 = headDim & ~3;
-  const rowBytes = <usize>kvDim << 2;
+  const rowBytes = <usize>kvDim << shift;
   for (let h = 0; h < nHeads; h++) {
     const qh = q + (<usize>(h * headDim) << 2);
-    const kvo = <usize>((h / kvMul) * headDim) << 2;
+    const kvo = <usize>((h / kvMul) * headDim) << shift;
     for (let t = 0; t <= pos; t++) {
       const k = kc + <usize>t * rowBytes + kvo;
       let a = f32x4.splat(0);
       let i = 0;
-      for (; i < h4; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(qh + (<usize>i << 2)), v128.load(k + (<usize>i << 2))));
+      for (; i < h4; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(qh + (<usize>i << 2)), cache4(k + (<usize>i << shift), half)));
       let s = hsum(a);
-      for (; i < headDim; i++) s += load<f32>(qh + (<usize>i << 2)) * load<f32>(k + (<usize>i << 2));
+      for (; i < headDim; i++) s += load<f32>(qh + (<usize>i << 2)) * cache1(k + (<usize>i << shift), half);
       store<f32>(att + (<usize>t << 2), <f32>(<f64>s * scale));
     }
     softmax(att, pos + 1);
@@ -798,11 +861,11 @@ export function attention(
       let i = 0;
       for (; i < h4; i += 4) {
         const p = <usize>i << 2;
-        v128.store(oh + p, f32x4.add(v128.load(oh + p), f32x4.mul(wv, v128.load(v + p))));
+        v128.store(oh + p, f32x4.add(v128.load(oh + p), f32x4.mul(wv, cache4(v + (<usize>i << shift), half))));
       }
       for (; i < headDim; i++) {
         const p = <usize>i << 2;
-        store<f32>(oh + p, load<f32>(oh + p) + w * load<f32>(v + p));
+        store<f32>(oh + p, load<f32>(oh + p) + w * cache1(v + (<usize>i << shift), half));
       }
     }
   }

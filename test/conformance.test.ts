@@ -20,6 +20,9 @@ import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/i
 import { forwardBatch } from '../src/model/forward.js';
 import { f32Matrix, ggmlMatrix, half16Matrix, q8Matrix, quantizeQ8, type Matrix } from '../src/model/tensor.js';
 import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
+import { instantiateKernels, wasmApi } from '../src/backend/wasm/loader.js';
+
+const MAX_WASM_PAGES = 65536; // the kernels declare a shared memory of at most 4 GiB
 import { nmse, readJsonl, seededRandom, shared } from './helpers.js';
 
 const OTHERS = BACKEND_NAMES.filter((n): n is Exclude<BackendName, 'ref'> => n !== 'ref');
@@ -210,6 +213,34 @@ for (const name of OTHERS) {
     }
   });
 
+  test(`${name} vs ref: attention over f16 caches (values stored by copy, rounded to halves)`, (t) => {
+    const rnd = seededRandom(31);
+    for (const s of [{ nHeads: 1, nKvHeads: 1, headDim: 4 }, { nHeads: 6, nKvHeads: 2, headDim: 8 }, { nHeads: 10, nKvHeads: 10, headDim: 5 }, { nHeads: 8, nKvHeads: 2, headDim: 128 }]) {
+      for (const pos of [0, 5, 300]) {
+        const kv = s.nKvHeads * s.headDim;
+        const dim = s.nHeads * s.headDim;
+        const seq = pos + 3;
+        const q = randomArray(rnd, dim);
+        const rows = Array.from({ length: seq }, () => [randomArray(rnd, kv, 4), randomArray(rnd, kv, 4)] as const);
+        const b = backends(name, dim);
+        check(t, `attention f16 cache ${s.nHeads}/${s.nKvHeads}x${s.headDim} pos ${pos}`, ...both(b, (be) => {
+          const kc = be.cache(seq * kv, 'f16');
+          const vc = be.cache(seq * kv, 'f16');
+          const row = be.vector(kv);
+          rows.forEach(([k, v], r) => {
+            be.write(row, k);
+            be.copy(kc, r * kv, row);
+            be.write(row, v);
+            be.copy(vc, r * kv, row);
+          });
+          const out = be.vector(dim);
+          be.attention(out, be.vector(dim, q), kc, vc, be.vector(seq), pos, s);
+          return be.read(out);
+        }), 1e-10);
+      }
+    }
+  });
+
   test(`${name} vs ref: copy into the cache, write, embed`, () => {
     const b = backends(name, 8);
     const rnd = seededRandom(17);
@@ -297,6 +328,28 @@ for (const name of OTHERS) {
     }
   });
 }
+
+// The f16 KV cache's store: storeHalves (SIMD, the float32 adder does the rounding) against
+// f32ToF16 (plain, round to nearest even), bit for bit, on the awkward values and on random
+// float32 bit patterns of every exponent.
+test('wasm: storeHalves rounds float32 to halves exactly as f32ToF16 (ties to even, subnormals, overflow, NaN)', () => {
+  const memory = new wasmApi!.Memory({ initial: 64, maximum: MAX_WASM_PAGES, shared: true });
+  const k = instantiateKernels(memory);
+  const bits = new Uint32Array(1 << 16);
+  const rnd = seededRandom(37);
+  for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(rnd() * 2 ** 32) >>> 0;
+  const edge = [0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e9, Infinity, -Infinity, NaN, 2 ** -14, 2 ** -24, 2 ** -25, 2 ** -25 * 1.0000001, 2 ** -26, 3 * 2 ** -25, 5.960464477539063e-8, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2049, 2051, 1e-40];
+  const x = new Float32Array(bits.buffer);
+  x.set(edge);
+  const src = 1 << 16;
+  const dst = src + 4 * x.length;
+  new Float32Array(memory.buffer, src, x.length).set(x);
+  for (const n of [x.length, 13]) {
+    k.storeHalves(dst, src, n); // n = 13: the scalar tail after one 8-wide step
+    const got = new Uint16Array(memory.buffer, dst, n);
+    for (let i = 0; i < n; i++) assert.equal(got[i], f32ToF16(x[i]!), `x = ${x[i]} (bits 0x${bits[i]!.toString(16)})`);
+  }
+});
 
 // Threads: the wasm backend splits the rows of products across worker threads over a shared
 // memory. Each row is computed by the same kernel either way, so outputs must be bit-identical.

@@ -18,7 +18,7 @@
 import type { Model } from '../../model/weights.js';
 import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
-import type { AttentionShape, Backend, Op, Vector, Weight } from '../backend.js';
+import type { AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { instantiateKernels, kernelModule, wasmApi, type Kernels, type WasmMemory } from './loader.js';
@@ -61,9 +61,14 @@ export const MAX_BATCH = 64;
 export const WASM_WEIGHT_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'q8', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
 class WasmVector implements Vector {
-  view: Float32Array;
-  constructor(readonly ptr: number, readonly length: number, buffer: ArrayBuffer) {
-    this.view = new Float32Array(buffer, ptr, length);
+  view: Float32Array; // empty for an f16 cache
+  /** `half`: an f16 KV cache (2 bytes per element), written by `copy` and read by `attention` only. */
+  constructor(readonly ptr: number, readonly length: number, buffer: ArrayBuffer, readonly half = false) {
+    this.view = new Float32Array(buffer, ptr, half ? 0 : length);
+  }
+
+  get bytes(): number {
+    return (this.half ? 2 : 4) * this.length;
   }
 }
 
@@ -225,6 +230,13 @@ export class WasmBackend implements Backend {
     return v;
   }
 
+  cache(length: number, type: CacheType): Vector {
+    if (type === 'f32') return this.vector(length);
+    const v = new WasmVector(this.heap.alloc(2 * length), length, this.memory.buffer, true);
+    this.freed.register(v, { ptr: v.ptr, bytes: v.bytes }, v);
+    return v;
+  }
+
   upload(m: Matrix): WasmWeight {
     const kind = kindOf(m);
     const w: WasmWeight = { rows: m.rows, cols: m.cols, host: m, kind, ptr: 0, sPtr: 0 };
@@ -241,13 +253,14 @@ export class WasmBackend implements Backend {
   /** A float32 view of the vector, remade when the memory has grown (growing detaches old views). */
   private view(v: Vector): Float32Array {
     const wv = v as WasmVector;
+    if (wv.half) throw new Error('internal: an f16 cache has no float32 view');
     if (wv.view.buffer !== this.memory.buffer) wv.view = new Float32Array(this.memory.buffer, wv.ptr, wv.length);
     return wv.view;
   }
 
   free(v: Vector): void {
     const wv = v as WasmVector;
-    if (this.freed.unregister(wv)) this.heap.release(wv.ptr, 4 * wv.length);
+    if (this.freed.unregister(wv)) this.heap.release(wv.ptr, wv.bytes);
   }
 
   write(dst: Vector, src: Float32Array, offset = 0): void {
@@ -262,6 +275,7 @@ export class WasmBackend implements Backend {
     const s = src as WasmVector;
     const d = dst as WasmVector;
     if (dstOffset + s.length > d.length) throw new Error(`internal: copy of ${s.length} floats at ${dstOffset} into ${d.length}`);
+    if (d.half) return this.k.storeHalves(d.ptr + 2 * dstOffset, s.ptr, s.length);
     new Uint8Array(this.memory.buffer).copyWithin(d.ptr + 4 * dstOffset, s.ptr, s.ptr + 4 * s.length);
   }
 
@@ -437,7 +451,9 @@ export class WasmBackend implements Backend {
   }
 
   attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, s: AttentionShape): void {
-    this.k.attention(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+    const half = (keyCache as WasmVector).half;
+    if (half !== (valueCache as WasmVector).half) throw new Error('internal: attention over an f16 and an f32 cache');
+    (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
   }
 
   siluMul(a: Vector, b: Vector): void {
