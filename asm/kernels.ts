@@ -392,22 +392,39 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
     let p3 = w + <usize>min(i + 3, last) * rowBytes;
     let a = xq, sp = xs, bp = xb;
     const end = xs + (<usize>nb << 2);
+    const o = out + (<usize>i << 2);
     let acc = f32x4.splat(0);
     while (sp < end) {
       const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+      // each row's sum is stored (into this group's first output, rewritten at the end) before the
+      // next row is loaded: V8 issues a block's loads in order and its arithmetic as late as it can,
+      // so without the stores all four rows' weights would be live at once and spill
       let isum: v128;
       if (q4) {
-        isum = hsum4i(dotQ4_0(p0, a0, a1, a2, a3, m4), dotQ4_0(p1, a0, a1, a2, a3, m4), dotQ4_0(p2, a0, a1, a2, a3, m4), dotQ4_0(p3, a0, a1, a2, a3, m4));
-        isum = i32x4.sub(isum, i32x4.splat(load<i32>(bp) << 3));
+        const s0 = dotQ4_0(p0, a0, a1, a2, a3, m4);
+        store<i32>(o, i32x4.extract_lane(s0, 0));
+        const s1 = dotQ4_0(p1, a0, a1, a2, a3, m4);
+        store<i32>(o, i32x4.extract_lane(s1, 0));
+        const s2 = dotQ4_0(p2, a0, a1, a2, a3, m4);
+        store<i32>(o, i32x4.extract_lane(s2, 0));
+        const s3 = dotQ4_0(p3, a0, a1, a2, a3, m4);
+        isum = i32x4.sub(hsum4i(s0, s1, s2, s3), i32x4.splat(load<i32>(bp) << 3));
       } else {
-        isum = hsum4i(dotQ8_0(p0, a0, a1, a2, a3), dotQ8_0(p1, a0, a1, a2, a3), dotQ8_0(p2, a0, a1, a2, a3), dotQ8_0(p3, a0, a1, a2, a3));
+        const s0 = dotQ8_0(p0, a0, a1, a2, a3);
+        store<i32>(o, i32x4.extract_lane(s0, 0));
+        const s1 = dotQ8_0(p1, a0, a1, a2, a3);
+        store<i32>(o, i32x4.extract_lane(s1, 0));
+        const s2 = dotQ8_0(p2, a0, a1, a2, a3);
+        store<i32>(o, i32x4.extract_lane(s2, 0));
+        const s3 = dotQ8_0(p3, a0, a1, a2, a3);
+        isum = hsum4i(s0, s1, s2, s3);
       }
       const d = halves4(p0, p1, p2, p3, HALF_F16);
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, f32x4.splat(load<f32>(sp)))));
       p0 += blockBytes; p1 += blockBytes; p2 += blockBytes; p3 += blockBytes;
       a += 64; sp += 4; bp += 4;
     }
-    storeLanes(out + (<usize>i << 2), acc, rows - i);
+    storeLanes(o, acc, rows - i);
   }
 }
 
