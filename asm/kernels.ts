@@ -184,12 +184,13 @@ export function blockScaleSpecials(p: usize, n: i32, blockBytes: i32): i32 {
 @inline function matvecHalfBy(out: usize, x: usize, w: usize, rows: i32, cols: i32, mode: i32): void {
   const rowBytes = <usize>cols << 1;
   const n8 = cols & ~7;
-  for (let i = 0; i < rows; i += 4) {
-    const last = rows - 1;
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
     const r0 = w + <usize>i * rowBytes;
-    const r1 = w + <usize>min(i + 1, last) * rowBytes;
-    const r2 = w + <usize>min(i + 2, last) * rowBytes;
-    const r3 = w + <usize>min(i + 3, last) * rowBytes;
+    const r1 = w + <usize>i1 * rowBytes;
+    const r2 = w + <usize>i2 * rowBytes;
+    const r3 = w + <usize>i3 * rowBytes;
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     for (let j = 0; j < n8; j += 8) {
       const o = <usize>j << 1;
@@ -201,11 +202,10 @@ export function blockScaleSpecials(p: usize, n: i32, blockBytes: i32): i32 {
       a2 = f32x4.add(f32x4.add(a2, f32x4.mul(halfToF32(hiHalves(h2, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h2, 1), mode), xh));
       a3 = f32x4.add(f32x4.add(a3, f32x4.mul(halfToF32(hiHalves(h3, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h3, 1), mode), xh));
     }
-    const o = out + (<usize>i << 2);
-    store<f32>(o, halfTail(a0, r0, x, n8, cols, mode));
-    if (i + 1 < rows) store<f32>(o, halfTail(a1, r1, x, n8, cols, mode), 4);
-    if (i + 2 < rows) store<f32>(o, halfTail(a2, r2, x, n8, cols, mode), 8);
-    if (i + 3 < rows) store<f32>(o, halfTail(a3, r3, x, n8, cols, mode), 12);
+    store<f32>(out + (<usize>i3 << 2), halfTail(a3, r3, x, n8, cols, mode));
+    store<f32>(out + (<usize>i2 << 2), halfTail(a2, r2, x, n8, cols, mode));
+    store<f32>(out + (<usize>i1 << 2), halfTail(a1, r1, x, n8, cols, mode));
+    store<f32>(out + (<usize>i << 2), halfTail(a0, r0, x, n8, cols, mode));
   }
 }
 
@@ -384,12 +384,13 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
   const blockBytes: usize = q4 ? 18 : 34;
   const rowBytes = <usize>nb * blockBytes;
   const m4 = i16x8.splat(15);
-  for (let i = 0; i < rows; i += 4) {
-    const last = rows - 1;
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
     let p0 = w + <usize>i * rowBytes;
-    let p1 = w + <usize>min(i + 1, last) * rowBytes;
-    let p2 = w + <usize>min(i + 2, last) * rowBytes;
-    let p3 = w + <usize>min(i + 3, last) * rowBytes;
+    let p1 = w + <usize>i1 * rowBytes;
+    let p2 = w + <usize>i2 * rowBytes;
+    let p3 = w + <usize>i3 * rowBytes;
     let a = xq, sp = xs, bp = xb;
     const end = xs + (<usize>nb << 2);
     const o = out + (<usize>i << 2);
@@ -424,7 +425,10 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
       p0 += blockBytes; p1 += blockBytes; p2 += blockBytes; p3 += blockBytes;
       a += 64; sp += 4; bp += 4;
     }
-    storeLanes(o, acc, rows - i);
+    store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    store<f32>(o, f32x4.extract_lane(acc, 0));
   }
 }
 
