@@ -10,13 +10,14 @@
  * Where the time goes: the matrix-vector products, which stream every weight once per token.
  * They are written so that the weights are read in one pass with 16-byte SIMD loads and the
  * arithmetic keeps up with memory:
- *   - f32 / f16 / bf16 weights: widened to f32x4 and multiplied with the float32 activations,
- *     four independent accumulators per row (no float64: sums are float32 in SIMD lanes).
+ *   - f32 / f16 / bf16 weights: widened to f32x4 and multiplied with the float32 activations
+ *     (no float64: sums are float32 in SIMD lanes); f32 four accumulators per row, f16 / bf16
+ *     four rows at a time sharing each activation load.
  *   - integer weights (llama2.c q8, ggml Q8_0 / Q4_0 / Q4_K / Q6_K): the activations are first
  *     quantized on the fly (llama2.c q8: int8 in the weights' groups, exactly as runq.c; ggml
  *     types: int16 blocks of 32, see below), then each block's dot product is exact integer
  *     arithmetic with `i32x4.dot_i16x8_s` (weights widened to int16), and the block result is
- *     scaled in float32 lanes.
+ *     scaled in float32 lanes (Q8_0 / Q4_0: four rows' blocks in the four lanes).
  * The small ops (rmsnorm, rope, softmax, silu) follow the reference's float64/float32 rounding
  * step by step, so they agree with it to the last bit except where `exp` differs by an ulp.
  */
@@ -541,14 +542,16 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
 
 // ---------------------------------------------------------------------------------------------
 // Batched products: out_b = W · x_b for nb vectors, one pass over the weights. The rows are taken
-// in tiles of about MM_TILE bytes that stay in cache while every vector passes over them, and the
-// vectors two (f32) or four (Q8_0) at a time share each weight load and its widening. Each
-// output is computed with exactly the arithmetic of the matvec kernel (same lanes, same order),
-// so a batched product equals its matvecs bit for bit.
+// in tiles that stay in cache while every vector passes over them; f32 takes the vectors two at
+// a time and f16 / bf16 four at a time, sharing each weight load and its widening; Q8_0 / Q4_0
+// run matvec's loop per vector over each tile. Each output is computed with exactly the
+// arithmetic of the matvec kernel (same lanes, same order), so a batched product equals its
+// matvecs bit for bit.
 //
 // `outTab` holds nb u32 pointers to the outputs (each advanced by `outOff` bytes: the first row
-// of this thread's share); f32 inputs are a table `xTab` of nb pointers; Q8_0 inputs are nb
-// vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs: cols/8 bytes).
+// of this thread's share); f32 / 16-bit inputs are a table `xTab` of nb pointers; Q8_0 / Q4_0
+// inputs are nb vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs
+// and xb: cols/8 bytes each).
 
 const MM_TILE: i32 = 16384;
 
