@@ -447,48 +447,124 @@ export function matvecQ4_0(out: usize, xq: usize, xs: usize, xb: usize, w: usize
  * has a 6-bit scale sc and min m: w = d·sc·q − dmin·m. Chunk c (32 bytes of qs) holds sub-block 2c
  * in its low nibbles and 2c+1 in its high nibbles. Per sub-block, with activation block scale xs
  * and sum bsum:  Σ w·x = xs·(d·sc·Σ q·xq − dmin·m·bsum).
+ *
+ * Four rows at a time (a quarter of the matrix apart, as matvecQ4Q8), in the lanes of f32x4
+ * sums: each row's sum is Σ over sub-blocks of f32(isum)·((d·sc)·xs), less Σ (dmin·m)·(xs·bsum),
+ * in that order. The 6-bit scales and mins are unpacked for the four rows together in SIMD
+ * (`scalesK4`), not one by one.
  */
 export function matvecQ4_K(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
   const nb = cols >> 8;
   const rowBytes = <usize>nb * 144;
-  const m4 = i8x16.splat(15);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let acc = f32x4.splat(0);
-    let mins: f32 = 0;
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
+    let p0 = w + <usize>i * rowBytes, p1 = w + <usize>i1 * rowBytes, p2 = w + <usize>i2 * rowBytes, p3 = w + <usize>i3 * rowBytes;
+    const o = out + (<usize>i << 2);
+    let acc = f32x4.splat(0), mins = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 144;
-      const d = h2f(<u32>load<u16>(p));
-      const dmin = h2f(<u32>load<u16>(p, 2));
-      const sp = p + 4;
-      for (let c = 0; c < 4; c++) {
-        const q = p + 16 + (<usize>c << 5);
-        const qa = v128.load(q);
-        const qb = v128.load(q, 16);
-        for (let k = 0; k < 2; k++) {
-          const s = 2 * c + k;
-          // 6-bit scale and min of sub-block s (see scaleMinK4 in src/quant/ggml.ts)
-          let sc: u32, m: u32;
-          if (s < 4) {
-            sc = load<u8>(sp + s) & 63;
-            m = load<u8>(sp + s + 4) & 63;
-          } else {
-            sc = (load<u8>(sp + s + 4) & 15) | ((load<u8>(sp + s - 4) >> 6) << 4);
-            m = (load<u8>(sp + s + 4) >> 4) | ((load<u8>(sp + s) >> 6) << 4);
-          }
-          const ab = (b << 3) + s; // activation block of this sub-block
-          const a = xq + (<usize>ab << 6);
-          const wa = k == 0 ? v128.and(qa, m4) : i8x16.shr_u(qa, 4);
-          const wb = k == 0 ? v128.and(qb, m4) : i8x16.shr_u(qb, 4);
-          const isum = i32x4.add(dotW8A16(wa, a), dotW8A16(wb, a + 32));
-          const x_s = load<f32>(xs + (<usize>ab << 2));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * <f32>sc * x_s)));
-          mins += dmin * <f32>m * x_s * <f32>load<i32>(xb + (<usize>ab << 2));
-        }
-      }
+      const d = halves4(p0, p1, p2, p3, HALF_F16_EXACT);
+      const dmin = halves4(p0 + 2, p1 + 2, p2 + 2, p3 + 2, HALF_F16_EXACT);
+      // 4×4 transpose of the rows' unpacked scales: lane r of scLo = row r's sc0..sc3 (a byte each)
+      const s0 = scalesK4(p0), s1 = scalesK4(p1), s2 = scalesK4(p2), s3 = scalesK4(p3);
+      const t01l = i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t01h = i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const t23l = i8x16.shuffle(s2, s3, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t23h = i8x16.shuffle(s2, s3, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const scLo = i8x16.shuffle(t01l, t23l, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const scHi = i8x16.shuffle(t01l, t23l, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const mLo = i8x16.shuffle(t01h, t23h, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const mHi = i8x16.shuffle(t01h, t23h, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      // the eight sub-blocks written out, so that every shift and lane choice is a constant
+      const ab = xq + (<usize>b << 9), sb = xs + (<usize>b << 5), bb = xb + (<usize>b << 5);
+      acc = stepQ4K(acc, 0, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 1, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 2, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 3, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 4, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = stepQ4K(acc, 5, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = stepQ4K(acc, 6, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = stepQ4K(acc, 7, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      mins = minsQ4K(mins, 0, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 1, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 2, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 3, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 4, sb, bb, dmin, mHi);
+      mins = minsQ4K(mins, 5, sb, bb, dmin, mHi);
+      mins = minsQ4K(mins, 6, sb, bb, dmin, mHi);
+      mins = minsQ4K(mins, 7, sb, bb, dmin, mHi);
+      p0 += 144; p1 += 144; p2 += 144; p3 += 144;
     }
-    store<f32>(out + (<usize>i << 2), hsum(acc) - mins);
+    const r = f32x4.sub(acc, mins);
+    store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(r, 3));
+    store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(r, 2));
+    store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(r, 1));
+    store<f32>(o, f32x4.extract_lane(r, 0));
   }
+}
+
+/** Byte `j` (0 … 3) of each i32 lane of v, as f32 lanes. */
+// @ts-ignore: decorator
+@inline function byteLanes(v: v128, j: i32): v128 {
+  return f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, j << 3), i32x4.splat(0xff)));
+}
+
+/**
+ * One Q4_K sub-block `s` (0 … 7) of four rows' super-blocks at p0 … p3 (activation blocks from ab,
+ * their scales from sb): acc + f32(isum)·((d·sc)·xs). `o`: the store between rows (matvecQ4Q8).
+ */
+// @ts-ignore: decorator
+@inline function stepQ4K(acc: v128, s: i32, p0: usize, p1: usize, p2: usize, p3: usize, o: usize, ab: usize, sb: usize, d: v128, scs: v128): v128 {
+  const a = ab + (<usize>s << 6);
+  const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+  const qo = 16 + (<usize>(s >> 1) << 5);
+  const r0 = dotQ4K(p0 + qo, s & 1, a0, a1, a2, a3);
+  store<i32>(o, i32x4.extract_lane(r0, 0));
+  const r1 = dotQ4K(p1 + qo, s & 1, a0, a1, a2, a3);
+  store<i32>(o, i32x4.extract_lane(r1, 0));
+  const r2 = dotQ4K(p2 + qo, s & 1, a0, a1, a2, a3);
+  store<i32>(o, i32x4.extract_lane(r2, 0));
+  const r3 = dotQ4K(p3 + qo, s & 1, a0, a1, a2, a3);
+  const isum = hsum4i(r0, r1, r2, r3);
+  const sc = f32x4.mul(f32x4.mul(d, byteLanes(scs, s & 3)), f32x4.splat(load<f32>(sb + (<usize>s << 2))));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
+}
+
+/** The mins of sub-block `s`: mins + (dmin·m)·(xs·bsum). */
+// @ts-ignore: decorator
+@inline function minsQ4K(mins: v128, s: i32, sb: usize, bb: usize, dmin: v128, ms: v128): v128 {
+  const xsum = load<f32>(sb + (<usize>s << 2)) * <f32>load<i32>(bb + (<usize>s << 2));
+  return f32x4.add(mins, f32x4.mul(f32x4.mul(dmin, byteLanes(ms, s & 3)), f32x4.splat(xsum)));
+}
+
+/**
+ * The 6-bit scales and mins of the Q4_K block at p, as bytes [sc0..sc7, m0..m7] (scaleMinK4 in
+ * src/quant/ggml.ts): sc_j = q[j] & 63, m_j = q[j+4] & 63 for j < 4; for j ≥ 4 the low 4 bits come
+ * from q[j+4] (sc: low nibble, m: high nibble) and the top 2 from the top bits of q[j−4] / q[j].
+ */
+// @ts-ignore: decorator
+@inline function scalesK4(p: usize): v128 {
+  const qv = v128.load(p, 4); // scales[0..12) and 4 bytes of qs, unused
+  const t = i8x16.shuffle(qv, qv, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+  const lowMask = i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+  const highNib = v128.and(i16x8.shr_u(t, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  const low = v128.or(v128.and(t, lowMask), highNib);
+  const u = i8x16.shuffle(qv, i8x16.splat(0), 16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7);
+  return v128.or(low, i16x8.shr_u(v128.and(u, i8x16.splat(<i8>0xc0)), 2));
+}
+
+/** Sub-block 2c + k of a Q4_K chunk at p (32 bytes: low nibbles k = 0, high k = 1) · its activation block. */
+// @ts-ignore: decorator
+@inline function dotQ4K(p: usize, k: i32, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const qa = v128.load(p), qb = v128.load(p, 16);
+  const la = i16x8.extend_low_i8x16_u(qa), ha = i16x8.extend_high_i8x16_u(qa);
+  const lb = i16x8.extend_low_i8x16_u(qb), hb = i16x8.extend_high_i8x16_u(qb);
+  const m4 = i16x8.splat(15);
+  const sh = k << 2; // 0: the low nibble, 4: the high one
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(la, sh), m4), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(ha, sh), m4), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(lb, sh), m4), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(hb, sh), m4), a3)),
+  );
 }
 
 /**
