@@ -571,49 +571,102 @@ export function matvecQ4_K(out: usize, xq: usize, xs: usize, xb: usize, w: usize
  * Q6_K (210 B per 256 weights: u8 ql[128]; u8 qh[64]; i8 scales[16]; half d). Two halves of 128;
  * in half h, for l < 32 the four weights l, l+32, l+64, l+96 take 4 low bits from ql (low / high
  * nibble of ql[l] and ql[l+32]) and 2 high bits from qh[l]; w = d·sc·(q − 32), one scale per 16.
+ *
+ * Four rows at a time (a quarter of the matrix apart, as matvecQ4Q8) in f32x4 lanes: each row's
+ * sum is Σ over its 16-weight groups, in the order below, of f32(isum)·((d·sc)·xs). The signed
+ * scales are transposed for the four rows in SIMD, and the 16 groups are written out.
  */
 export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
   const nb = cols >> 8;
   const rowBytes = <usize>nb * 210;
-  const m4 = i8x16.splat(15);
-  const m30 = i8x16.splat(0x30);
-  const k32 = i8x16.splat(32);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
+    let p0 = w + <usize>i * rowBytes, p1 = w + <usize>i1 * rowBytes, p2 = w + <usize>i2 * rowBytes, p3 = w + <usize>i3 * rowBytes;
+    const o = out + (<usize>i << 2);
     let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 210;
-      const d = h2f(<u32>load<u16>(p, 208));
-      for (let h = 0; h < 2; h++) {
-        const ql = p + (<usize>h << 6);
-        const qh = p + 128 + (<usize>h << 5);
-        const sc = p + 192 + (<usize>h << 3);
-        const y = (b << 8) + (h << 7); // first weight of this half
-        for (let lc = 0; lc < 32; lc += 16) {
-          const la = v128.load(ql + lc);
-          const lb = v128.load(ql + lc, 32);
-          const hb = v128.load(qh + lc);
-          const q1 = i8x16.sub(v128.or(v128.and(la, m4), v128.and(i8x16.shl(hb, 4), m30)), k32);
-          const q2 = i8x16.sub(v128.or(v128.and(lb, m4), v128.and(i8x16.shl(hb, 2), m30)), k32);
-          const q3 = i8x16.sub(v128.or(i8x16.shr_u(la, 4), v128.and(hb, m30)), k32);
-          const q4 = i8x16.sub(v128.or(i8x16.shr_u(lb, 4), v128.and(i8x16.shr_u(hb, 2), m30)), k32);
-          const is = lc >> 4;
-          // weights y+lc+32k .. +16 lie in activation block (y + 32k) / 32, half lc / 16 of it
-          const ab = y >> 5;
-          const a = xq + (<usize>(y + lc) << 1);
-          const s1 = d * <f32>load<i8>(sc + is) * load<f32>(xs + (<usize>ab << 2));
-          const s2 = d * <f32>load<i8>(sc + is + 2) * load<f32>(xs + (<usize>(ab + 1) << 2));
-          const s3 = d * <f32>load<i8>(sc + is + 4) * load<f32>(xs + (<usize>(ab + 2) << 2));
-          const s4 = d * <f32>load<i8>(sc + is + 6) * load<f32>(xs + (<usize>(ab + 3) << 2));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q1, a)), f32x4.splat(s1)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q2, a + 64)), f32x4.splat(s2)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q3, a + 128)), f32x4.splat(s3)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q4, a + 192)), f32x4.splat(s4)));
-        }
-      }
+      const d = halves4(p0 + 208, p1 + 208, p2 + 208, p3 + 208, HALF_F16_EXACT);
+      // 4×4 transpose of the rows' 16 scales: lane r of sc0 = row r's scales 0..3 (a byte each), …
+      const s0 = v128.load(p0, 192), s1 = v128.load(p1, 192), s2 = v128.load(p2, 192), s3 = v128.load(p3, 192);
+      const t01l = i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t01h = i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const t23l = i8x16.shuffle(s2, s3, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t23h = i8x16.shuffle(s2, s3, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const sc0 = i8x16.shuffle(t01l, t23l, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const sc1 = i8x16.shuffle(t01l, t23l, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const sc2 = i8x16.shuffle(t01h, t23h, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const sc3 = i8x16.shuffle(t01h, t23h, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const a = xq + (<usize>b << 9), sb = xs + (<usize>b << 5);
+      // half 0 (scales 0..7), then half 1 (8..15); in each, l = 0..15 then 16..31, groups k = 0..3
+      acc = stepQ6K(acc, 0, 0, 0, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 0, 1, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 0, 2, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 0, 0, 3, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 0, 16, 0, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 16, 1, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 16, 2, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 0, 16, 3, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 1, 0, 0, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 0, 1, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 0, 2, p0, p1, p2, p3, o, a, sb, d, sc3);
+      acc = stepQ6K(acc, 1, 0, 3, p0, p1, p2, p3, o, a, sb, d, sc3);
+      acc = stepQ6K(acc, 1, 16, 0, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 16, 1, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 16, 2, p0, p1, p2, p3, o, a, sb, d, sc3);
+      acc = stepQ6K(acc, 1, 16, 3, p0, p1, p2, p3, o, a, sb, d, sc3);
+      p0 += 210; p1 += 210; p2 += 210; p3 += 210;
     }
-    store<f32>(out + (<usize>i << 2), hsum(acc));
+    store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    store<f32>(o, f32x4.extract_lane(acc, 0));
   }
+}
+
+/**
+ * Group k (0 … 3: weights l + 32k) for l = lc … lc + 15 of half h of a Q6_K super-block at p, as 16
+ * int8 weights q − 32.
+ */
+// @ts-ignore: decorator
+@inline function weightsQ6K(p: usize, h: i32, lc: i32, k: i32): v128 {
+  const ql = p + (<usize>h << 6) + <usize>lc;
+  const hb = v128.load(p + 128 + (<usize>h << 5) + <usize>lc);
+  const l = v128.load(ql + (k & 1 ? 32 : 0)); // k = 0, 2: ql[l]; 1, 3: ql[l + 32]
+  // shifts in i16 lanes (native, unlike i8x16's): the bits they carry across bytes are masked off
+  const low = v128.and(k < 2 ? l : i16x8.shr_u(l, 4), i8x16.splat(15));
+  // the two high bits: qh bits 2k, 2k+1 moved to bits 4, 5
+  const high = k == 0 ? i16x8.shl(hb, 4) : k == 1 ? i16x8.shl(hb, 2) : k == 2 ? hb : i16x8.shr_u(hb, 2);
+  return i8x16.sub(v128.or(low, v128.and(high, i8x16.splat(0x30))), i8x16.splat(32));
+}
+
+/**
+ * One Q6_K group (16 weights) of four rows: acc + f32(isum)·((d·sc)·xs), with sc from byte
+ * (scale index & 3) of `scs` (the transposed scales) and the activations' half-block.
+ */
+// @ts-ignore: decorator
+@inline function stepQ6K(acc: v128, h: i32, lc: i32, k: i32, p0: usize, p1: usize, p2: usize, p3: usize, o: usize, a: usize, sb: usize, d: v128, scs: v128): v128 {
+  const y = (h << 7) + (k << 5) + lc; // first weight of the group in the super-block
+  const ap = a + (<usize>y << 1);
+  const x0 = v128.load(ap), x1 = v128.load(ap, 16);
+  const r0 = dotW8A16x(weightsQ6K(p0, h, lc, k), x0, x1);
+  store<i32>(o, i32x4.extract_lane(r0, 0));
+  const r1 = dotW8A16x(weightsQ6K(p1, h, lc, k), x0, x1);
+  store<i32>(o, i32x4.extract_lane(r1, 0));
+  const r2 = dotW8A16x(weightsQ6K(p2, h, lc, k), x0, x1);
+  store<i32>(o, i32x4.extract_lane(r2, 0));
+  const r3 = dotW8A16x(weightsQ6K(p3, h, lc, k), x0, x1);
+  const isum = hsum4i(r0, r1, r2, r3);
+  const j = ((h << 3) + (lc >> 4) + (k << 1)) & 3; // the scale's byte in each lane
+  const sc = f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(scs, 24 - (j << 3)), 24)); // signed
+  const scale = f32x4.mul(f32x4.mul(d, sc), f32x4.splat(load<f32>(sb + (<usize>(y >> 5) << 2))));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+}
+
+/** dotW8A16 with the 16 activations already loaded (x0: the first 8, x1: the next 8). */
+// @ts-ignore: decorator
+@inline function dotW8A16x(w: v128, x0: v128, x1: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), x1));
 }
 
 // ---------------------------------------------------------------------------------------------
