@@ -10,13 +10,14 @@
  * Where the time goes: the matrix-vector products, which stream every weight once per token.
  * They are written so that the weights are read in one pass with 16-byte SIMD loads and the
  * arithmetic keeps up with memory:
- *   - f32 / f16 / bf16 weights: widened to f32x4 and multiplied with the float32 activations,
- *     four independent accumulators per row (no float64: sums are float32 in SIMD lanes).
+ *   - f32 / f16 / bf16 weights: widened to f32x4 and multiplied with the float32 activations
+ *     (no float64: sums are float32 in SIMD lanes); f32 four accumulators per row, f16 / bf16
+ *     four rows at a time sharing each activation load.
  *   - integer weights (llama2.c q8, ggml Q8_0 / Q4_0 / Q4_K / Q6_K): the activations are first
  *     quantized on the fly (llama2.c q8: int8 in the weights' groups, exactly as runq.c; ggml
  *     types: int16 blocks of 32, see below), then each block's dot product is exact integer
  *     arithmetic with `i32x4.dot_i16x8_s` (weights widened to int16), and the block result is
- *     scaled in float32 lanes.
+ *     scaled in float32 lanes (Q8_0 / Q4_0: four rows' blocks in the four lanes).
  * The small ops (rmsnorm, rope, softmax, silu) follow the reference's float64/float32 rounding
  * step by step, so they agree with it to the last bit except where `exp` differs by an ulp.
  */
@@ -109,41 +110,117 @@ export function matvecF32(out: usize, x: usize, w: usize, rows: i32, cols: i32):
   for (let i = 0; i < rows; i++) store<f32>(out + (<usize>i << 2), rowF32(w + <usize>i * rowBytes, x, cols));
 }
 
-/** 16-bit weights (`bf16` = 1: bfloat16; 0: IEEE half), widened eight at a time. */
-export function matvecHalf(out: usize, x: usize, w: usize, rows: i32, cols: i32, bf16: i32): void {
+// 16-bit weights. Each u16 is first moved into the high half of an i32 lane (one interleave with
+// zero, `hiHalves`), which is a bfloat16's float32 already. An IEEE half there is turned into
+// float32 with an arithmetic shift by 3 (exponent and mantissa into float32's places, the sign
+// kept in bit 31), a mask, and a multiply by 2^112 that rebiases the exponent (subnormals
+// included): three SIMD ops for four weights. That is exact for every finite half; a matrix
+// holding inf or NaN halves (`halfSpecials` finds them once per matrix) takes the slower `h2f4`.
+//
+// Order of a row's sum (every 16-bit product, matvec or matmul, follows it, so they agree bit for
+// bit): one f32x4 accumulator over 8 columns at a time (the low 4, then the high 4), its lanes
+// added as `hsum`, then the remaining columns one by one.
+
+const HALF_BF16: i32 = 1;
+const HALF_F16: i32 = 0; // finite halves only
+const HALF_F16_EXACT: i32 = 2; // any half (inf, NaN)
+
+/** Lanes 0–3 (`high` = 0) or 4–7 (1) of 8 u16 as i32 lanes holding u16 << 16. */
+// @ts-ignore: decorator
+@inline function hiHalves(h: v128, high: i32): v128 {
+  const z = i32x4.splat(0);
+  return high
+    ? i8x16.shuffle(z, h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31)
+    : i8x16.shuffle(z, h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+}
+
+/** Four 16-bit weights (as `hiHalves` gives them) as float32, by `mode`. */
+// @ts-ignore: decorator
+@inline function halfToF32(v: v128, mode: i32): v128 {
+  if (mode == HALF_BF16) return v;
+  const f = f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
+  if (mode != HALF_F16_EXACT) return f;
+  // inf / NaN (exponent 31) came out as ±2^16·1.m: setting the exponent bits gives ±inf / NaN with m kept
+  return v128.or(f, v128.and(f32x4.ge(f32x4.abs(f), f32x4.splat(65536)), i32x4.splat(0x7f800000)));
+}
+
+/** One 16-bit weight (at address p) as float32: exact, for the columns after the last 8. */
+// @ts-ignore: decorator
+@inline function halfAt(p: usize, mode: i32): f32 {
+  const h = <u32>load<u16>(p);
+  return mode == HALF_BF16 ? reinterpret<f32>(h << 16) : h2f(h);
+}
+
+/** 1 when any of the n halves at p is inf or NaN (exponent all ones), else 0 (f16 may use the fast widening). */
+export function halfSpecials(p: usize, n: i32): i32 {
+  const e = i16x8.splat(0x7c00);
+  let c = i16x8.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) c = v128.or(c, i16x8.eq(v128.and(v128.load(p + (<usize>j << 1)), e), e));
+  let any = v128.any_true(c) ? 1 : 0;
+  for (; j < n; j++) if ((load<u16>(p + (<usize>j << 1)) & 0x7c00) == 0x7c00) any = 1;
+  return any;
+}
+
+/** 1 when the half at the start of any of `n` blocks of `blockBytes` at p (a ggml block scale) is inf or NaN, else 0. */
+export function blockScaleSpecials(p: usize, n: i32, blockBytes: i32): i32 {
+  let any = 0;
+  for (let b = 0; b < n; b++) any |= <i32>((load<u16>(p + <usize>b * <usize>blockBytes) & 0x7c00) == 0x7c00);
+  return any;
+}
+
+/** The tail of one 16-bit product: hsum(acc) plus the columns from n8 on, one by one. */
+// @ts-ignore: decorator
+@inline function halfTail(acc: v128, r: usize, x: usize, n8: i32, cols: i32, mode: i32): f32 {
+  let s = hsum(acc);
+  for (let j = n8; j < cols; j++) s += halfAt(r + (<usize>j << 1), mode) * load<f32>(x + (<usize>j << 2));
+  return s;
+}
+
+/**
+ * out = W · x for 16-bit weights, four rows at a time sharing each load of x (a last group of
+ * fewer rows repeats its last row and stores only its own).
+ */
+// @ts-ignore: decorator
+@inline function matvecHalfBy(out: usize, x: usize, w: usize, rows: i32, cols: i32, mode: i32): void {
   const rowBytes = <usize>cols << 1;
   const n8 = cols & ~7;
-  const zero = i32x4.splat(0);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-    let j = 0;
-    if (bf16) {
-      for (; j < n8; j += 8) {
-        const h = v128.load(r + (<usize>j << 1));
-        // a bfloat16 is the top half of a float32: move each 2-byte pattern into the high bytes
-        const lo = i8x16.shuffle(zero, h, 0, 1, 16, 17, 0, 1, 18, 19, 0, 1, 20, 21, 0, 1, 22, 23);
-        const hi = i8x16.shuffle(zero, h, 0, 1, 24, 25, 0, 1, 26, 27, 0, 1, 28, 29, 0, 1, 30, 31);
-        const o = <usize>j << 2;
-        a0 = f32x4.add(a0, f32x4.mul(lo, v128.load(x + o)));
-        a1 = f32x4.add(a1, f32x4.mul(hi, v128.load(x + o, 16)));
-      }
-    } else {
-      for (; j < n8; j += 8) {
-        const h = v128.load(r + (<usize>j << 1));
-        const o = <usize>j << 2;
-        a0 = f32x4.add(a0, f32x4.mul(h2f4(i32x4.extend_low_i16x8_u(h)), v128.load(x + o)));
-        a1 = f32x4.add(a1, f32x4.mul(h2f4(i32x4.extend_high_i16x8_u(h)), v128.load(x + o, 16)));
-      }
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
+    const r0 = w + <usize>i * rowBytes;
+    const r1 = w + <usize>i1 * rowBytes;
+    const r2 = w + <usize>i2 * rowBytes;
+    const r3 = w + <usize>i3 * rowBytes;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let j = 0; j < n8; j += 8) {
+      const o = <usize>j << 1;
+      const xl = v128.load(x + (o << 1));
+      const xh = v128.load(x + (o << 1), 16);
+      const h0 = v128.load(r0 + o), h1 = v128.load(r1 + o), h2 = v128.load(r2 + o), h3 = v128.load(r3 + o);
+      a0 = f32x4.add(f32x4.add(a0, f32x4.mul(halfToF32(hiHalves(h0, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h0, 1), mode), xh));
+      a1 = f32x4.add(f32x4.add(a1, f32x4.mul(halfToF32(hiHalves(h1, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h1, 1), mode), xh));
+      a2 = f32x4.add(f32x4.add(a2, f32x4.mul(halfToF32(hiHalves(h2, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h2, 1), mode), xh));
+      a3 = f32x4.add(f32x4.add(a3, f32x4.mul(halfToF32(hiHalves(h3, 0), mode), xl)), f32x4.mul(halfToF32(hiHalves(h3, 1), mode), xh));
     }
-    let s = hsum(f32x4.add(a0, a1));
-    for (; j < cols; j++) {
-      const h = <u32>load<u16>(r + (<usize>j << 1));
-      const wf = bf16 ? reinterpret<f32>(h << 16) : h2f(h);
-      s += wf * load<f32>(x + (<usize>j << 2));
-    }
-    store<f32>(out + (<usize>i << 2), s);
+    store<f32>(out + (<usize>i3 << 2), halfTail(a3, r3, x, n8, cols, mode));
+    store<f32>(out + (<usize>i2 << 2), halfTail(a2, r2, x, n8, cols, mode));
+    store<f32>(out + (<usize>i1 << 2), halfTail(a1, r1, x, n8, cols, mode));
+    store<f32>(out + (<usize>i << 2), halfTail(a0, r0, x, n8, cols, mode));
   }
+}
+
+/** 16-bit weights: IEEE half (finite only), bfloat16, IEEE half with inf / NaN (one function each, so each inner loop is specialized). */
+export function matvecF16(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
+  matvecHalfBy(out, x, w, rows, cols, HALF_F16);
+}
+
+export function matvecBf16(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
+  matvecHalfBy(out, x, w, rows, cols, HALF_BF16);
+}
+
+export function matvecF16Exact(out: usize, x: usize, w: usize, rows: i32, cols: i32): void {
+  matvecHalfBy(out, x, w, rows, cols, HALF_F16_EXACT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,34 +312,134 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
   );
 }
 
-/** Q8_0 (34 B per 32 weights: half d; i8 qs[32]); w = d · q. */
-export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
-  const nb = cols >> 5;
-  const rowBytes = <usize>nb * 34;
-  for (let i = 0; i < rows; i++) store<f32>(out + (<usize>i << 2), rowQ8_0(w + <usize>i * rowBytes, xq, xs, nb));
+// Q8_0 and Q4_0: the order of a row's sum (matvec and matmul follow it, so they agree bit for bit):
+// per block b, the exact integer dot product isum_b of the block's weights with the int16
+// activations, then, in float32, sum += f32(isum_b) · (d_b · xs_b), block after block. The
+// kernels keep four such sums in the lanes of one f32x4: four rows (matvec, sharing each load of
+// the activations) or four vectors (matmul, sharing each load and unpacking of the weights). Each
+// row's or vector's integer partial sums are folded into its lane by `hsum4i`, and matvec's four
+// scales d come out of one `halves4` (the fast widening: a matrix with an inf or NaN scale, found
+// once by `blockScaleSpecials`, runs the reference op instead), so nothing per block is scalar.
+
+/** [Σ lanes of a, Σ b, Σ c, Σ d] (i32). */
+// @ts-ignore: decorator
+@inline function hsum4i(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i8x16.shuffle(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  const cd = i32x4.add(i8x16.shuffle(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  return i32x4.add(
+    i8x16.shuffle(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+    i8x16.shuffle(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+  );
 }
 
-/** Q4_0 (18 B per 32 weights: half d; u8 qs[16]); w[j] = d·((qs[j]&15) − 8), w[j+16] = d·((qs[j]>>4) − 8). */
-export function matvecQ4_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
-  const nb = cols >> 5;
-  const rowBytes = <usize>nb * 18;
-  const m4 = i8x16.splat(15);
-  const eight = i8x16.splat(8);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let acc = f32x4.splat(0);
-    for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 18;
-      const a = xq + (<usize>b << 6);
-      const qs = v128.load(p, 2);
-      const lo = i8x16.sub(v128.and(qs, m4), eight);
-      const hi = i8x16.sub(i8x16.shr_u(qs, 4), eight);
-      const isum = i32x4.add(dotW8A16(lo, a), dotW8A16(hi, a + 32));
-      const sc = h2f(<u32>load<u16>(p)) * load<f32>(xs + (<usize>b << 2));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(sc)));
-    }
-    store<f32>(out + (<usize>i << 2), hsum(acc));
+/** The four halves at p0 … p3 as float32 lanes (`mode`: HALF_F16 finite only, or HALF_F16_EXACT). */
+// @ts-ignore: decorator
+@inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize, mode: i32): v128 {
+  // each into the high half of an i32 lane, as `hiHalves` does
+  let h = v128.load16_lane(p0, i32x4.splat(0), 1);
+  h = v128.load16_lane(p1, h, 3);
+  h = v128.load16_lane(p2, h, 5);
+  return halfToF32(v128.load16_lane(p3, h, 7), mode);
+}
+
+/** Q8_0 block at p (34 B: half d; i8 qs[32]) · the int16 activation block a0..a3: four i32 partial sums. */
+// @ts-ignore: decorator
+@inline function dotQ8_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p, 2), a0), i32x4.dot_i16x8_s(v128.load8x8_s(p, 10), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p, 18), a2), i32x4.dot_i16x8_s(v128.load8x8_s(p, 26), a3)),
+  );
+}
+
+/**
+ * Q4_0 block at p (18 B: half d; u8 qs[16]; w[j] = d·((qs[j]&15) − 8), w[j+16] = d·((qs[j]>>4) − 8))
+ * · the activation block, without the −8: the caller subtracts 8 · (the block's activation sum).
+ * The 16 bytes are widened to u16 first, where the nibbles come apart with one mask and one shift.
+ */
+// @ts-ignore: decorator
+@inline function dotQ4_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128, m4: v128): v128 {
+  const qs = v128.load(p, 2);
+  const lo = i16x8.extend_low_i8x16_u(qs), hi = i16x8.extend_high_i8x16_u(qs);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, m4), a0), i32x4.dot_i16x8_s(v128.and(hi, m4), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(lo, 4), a2), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 4), a3)),
+  );
+}
+
+/** Store the first n (1 … 4) lanes of v at o. */
+// @ts-ignore: decorator
+@inline function storeLanes(o: usize, v: v128, n: i32): void {
+  if (n >= 4) {
+    v128.store(o, v);
+    return;
   }
+  store<f32>(o, f32x4.extract_lane(v, 0));
+  if (n > 1) store<f32>(o, f32x4.extract_lane(v, 1), 4);
+  if (n > 2) store<f32>(o, f32x4.extract_lane(v, 2), 8);
+}
+
+/** Q8_0 and Q4_0 matvec, four rows at a time (a last group of fewer repeats its last row). */
+// @ts-ignore: decorator
+@inline function matvecQ4Q8(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
+  const nb = cols >> 5;
+  const blockBytes: usize = q4 ? 18 : 34;
+  const rowBytes = <usize>nb * blockBytes;
+  const m4 = i16x8.splat(15);
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
+    let p0 = w + <usize>i * rowBytes;
+    let p1 = w + <usize>i1 * rowBytes;
+    let p2 = w + <usize>i2 * rowBytes;
+    let p3 = w + <usize>i3 * rowBytes;
+    let a = xq, sp = xs, bp = xb;
+    const end = xs + (<usize>nb << 2);
+    const o = out + (<usize>i << 2);
+    let acc = f32x4.splat(0);
+    while (sp < end) {
+      const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+      // each row's sum is stored (into this group's first output, rewritten at the end) before the
+      // next row is loaded: V8 issues a block's loads in order and its arithmetic as late as it can,
+      // so without the stores all four rows' weights would be live at once and spill
+      let isum: v128;
+      if (q4) {
+        const s0 = dotQ4_0(p0, a0, a1, a2, a3, m4);
+        store<i32>(o, i32x4.extract_lane(s0, 0));
+        const s1 = dotQ4_0(p1, a0, a1, a2, a3, m4);
+        store<i32>(o, i32x4.extract_lane(s1, 0));
+        const s2 = dotQ4_0(p2, a0, a1, a2, a3, m4);
+        store<i32>(o, i32x4.extract_lane(s2, 0));
+        const s3 = dotQ4_0(p3, a0, a1, a2, a3, m4);
+        isum = i32x4.sub(hsum4i(s0, s1, s2, s3), i32x4.splat(load<i32>(bp) << 3));
+      } else {
+        const s0 = dotQ8_0(p0, a0, a1, a2, a3);
+        store<i32>(o, i32x4.extract_lane(s0, 0));
+        const s1 = dotQ8_0(p1, a0, a1, a2, a3);
+        store<i32>(o, i32x4.extract_lane(s1, 0));
+        const s2 = dotQ8_0(p2, a0, a1, a2, a3);
+        store<i32>(o, i32x4.extract_lane(s2, 0));
+        const s3 = dotQ8_0(p3, a0, a1, a2, a3);
+        isum = hsum4i(s0, s1, s2, s3);
+      }
+      const d = halves4(p0, p1, p2, p3, HALF_F16);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, f32x4.splat(load<f32>(sp)))));
+      p0 += blockBytes; p1 += blockBytes; p2 += blockBytes; p3 += blockBytes;
+      a += 64; sp += 4; bp += 4;
+    }
+    store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    store<f32>(o, f32x4.extract_lane(acc, 0));
+  }
+}
+
+export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  matvecQ4Q8(out, xq, xs, 0, w, rows, cols, false);
+}
+
+/** Q4_0; `xb`: the activation blocks' sums (quantizeBlocks32). */
+export function matvecQ4_0(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
+  matvecQ4Q8(out, xq, xs, xb, w, rows, cols, true);
 }
 
 /**
@@ -270,109 +447,240 @@ export function matvecQ4_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32
  * has a 6-bit scale sc and min m: w = d·sc·q − dmin·m. Chunk c (32 bytes of qs) holds sub-block 2c
  * in its low nibbles and 2c+1 in its high nibbles. Per sub-block, with activation block scale xs
  * and sum bsum:  Σ w·x = xs·(d·sc·Σ q·xq − dmin·m·bsum).
+ *
+ * Four rows at a time (a quarter of the matrix apart, as matvecQ4Q8), in the lanes of f32x4
+ * sums: each row's sum is Σ over sub-blocks of f32(isum)·((d·sc)·xs), less Σ (dmin·m)·(xs·bsum),
+ * in that order. The 6-bit scales and mins are unpacked for the four rows together in SIMD
+ * (`scalesK4`), not one by one.
  */
 export function matvecQ4_K(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
   const nb = cols >> 8;
   const rowBytes = <usize>nb * 144;
-  const m4 = i8x16.splat(15);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
-    let acc = f32x4.splat(0);
-    let mins: f32 = 0;
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
+    let p0 = w + <usize>i * rowBytes, p1 = w + <usize>i1 * rowBytes, p2 = w + <usize>i2 * rowBytes, p3 = w + <usize>i3 * rowBytes;
+    const o = out + (<usize>i << 2);
+    let acc = f32x4.splat(0), mins = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 144;
-      const d = h2f(<u32>load<u16>(p));
-      const dmin = h2f(<u32>load<u16>(p, 2));
-      const sp = p + 4;
-      for (let c = 0; c < 4; c++) {
-        const q = p + 16 + (<usize>c << 5);
-        const qa = v128.load(q);
-        const qb = v128.load(q, 16);
-        for (let k = 0; k < 2; k++) {
-          const s = 2 * c + k;
-          // 6-bit scale and min of sub-block s (see scaleMinK4 in src/quant/ggml.ts)
-          let sc: u32, m: u32;
-          if (s < 4) {
-            sc = load<u8>(sp + s) & 63;
-            m = load<u8>(sp + s + 4) & 63;
-          } else {
-            sc = (load<u8>(sp + s + 4) & 15) | ((load<u8>(sp + s - 4) >> 6) << 4);
-            m = (load<u8>(sp + s + 4) >> 4) | ((load<u8>(sp + s) >> 6) << 4);
-          }
-          const ab = (b << 3) + s; // activation block of this sub-block
-          const a = xq + (<usize>ab << 6);
-          const wa = k == 0 ? v128.and(qa, m4) : i8x16.shr_u(qa, 4);
-          const wb = k == 0 ? v128.and(qb, m4) : i8x16.shr_u(qb, 4);
-          const isum = i32x4.add(dotW8A16(wa, a), dotW8A16(wb, a + 32));
-          const x_s = load<f32>(xs + (<usize>ab << 2));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * <f32>sc * x_s)));
-          mins += dmin * <f32>m * x_s * <f32>load<i32>(xb + (<usize>ab << 2));
-        }
-      }
+      const d = halves4(p0, p1, p2, p3, HALF_F16_EXACT);
+      const dmin = halves4(p0 + 2, p1 + 2, p2 + 2, p3 + 2, HALF_F16_EXACT);
+      // 4×4 transpose of the rows' unpacked scales: lane r of scLo = row r's sc0..sc3 (a byte each)
+      const s0 = scalesK4(p0), s1 = scalesK4(p1), s2 = scalesK4(p2), s3 = scalesK4(p3);
+      const t01l = i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t01h = i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const t23l = i8x16.shuffle(s2, s3, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t23h = i8x16.shuffle(s2, s3, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const scLo = i8x16.shuffle(t01l, t23l, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const scHi = i8x16.shuffle(t01l, t23l, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const mLo = i8x16.shuffle(t01h, t23h, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const mHi = i8x16.shuffle(t01h, t23h, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      // the eight sub-blocks written out, so that every shift and lane choice is a constant
+      const ab = xq + (<usize>b << 9), sb = xs + (<usize>b << 5), bb = xb + (<usize>b << 5);
+      acc = stepQ4K(acc, 0, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 1, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 2, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 3, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = stepQ4K(acc, 4, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = stepQ4K(acc, 5, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = stepQ4K(acc, 6, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = stepQ4K(acc, 7, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      mins = minsQ4K(mins, 0, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 1, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 2, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 3, sb, bb, dmin, mLo);
+      mins = minsQ4K(mins, 4, sb, bb, dmin, mHi);
+      mins = minsQ4K(mins, 5, sb, bb, dmin, mHi);
+      mins = minsQ4K(mins, 6, sb, bb, dmin, mHi);
+      mins = minsQ4K(mins, 7, sb, bb, dmin, mHi);
+      p0 += 144; p1 += 144; p2 += 144; p3 += 144;
     }
-    store<f32>(out + (<usize>i << 2), hsum(acc) - mins);
+    const r = f32x4.sub(acc, mins);
+    store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(r, 3));
+    store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(r, 2));
+    store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(r, 1));
+    store<f32>(o, f32x4.extract_lane(r, 0));
   }
+}
+
+/** Byte `j` (0 … 3) of each i32 lane of v, as f32 lanes. */
+// @ts-ignore: decorator
+@inline function byteLanes(v: v128, j: i32): v128 {
+  return f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, j << 3), i32x4.splat(0xff)));
+}
+
+/**
+ * One Q4_K sub-block `s` (0 … 7) of four rows' super-blocks at p0 … p3 (activation blocks from ab,
+ * their scales from sb): acc + f32(isum)·((d·sc)·xs). `o`: the store between rows (matvecQ4Q8).
+ */
+// @ts-ignore: decorator
+@inline function stepQ4K(acc: v128, s: i32, p0: usize, p1: usize, p2: usize, p3: usize, o: usize, ab: usize, sb: usize, d: v128, scs: v128): v128 {
+  const a = ab + (<usize>s << 6);
+  const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+  const qo = 16 + (<usize>(s >> 1) << 5);
+  const r0 = dotQ4K(p0 + qo, s & 1, a0, a1, a2, a3);
+  store<i32>(o, i32x4.extract_lane(r0, 0));
+  const r1 = dotQ4K(p1 + qo, s & 1, a0, a1, a2, a3);
+  store<i32>(o, i32x4.extract_lane(r1, 0));
+  const r2 = dotQ4K(p2 + qo, s & 1, a0, a1, a2, a3);
+  store<i32>(o, i32x4.extract_lane(r2, 0));
+  const r3 = dotQ4K(p3 + qo, s & 1, a0, a1, a2, a3);
+  const isum = hsum4i(r0, r1, r2, r3);
+  const sc = f32x4.mul(f32x4.mul(d, byteLanes(scs, s & 3)), f32x4.splat(load<f32>(sb + (<usize>s << 2))));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
+}
+
+/** The mins of sub-block `s`: mins + (dmin·m)·(xs·bsum). */
+// @ts-ignore: decorator
+@inline function minsQ4K(mins: v128, s: i32, sb: usize, bb: usize, dmin: v128, ms: v128): v128 {
+  const xsum = load<f32>(sb + (<usize>s << 2)) * <f32>load<i32>(bb + (<usize>s << 2));
+  return f32x4.add(mins, f32x4.mul(f32x4.mul(dmin, byteLanes(ms, s & 3)), f32x4.splat(xsum)));
+}
+
+/**
+ * The 6-bit scales and mins of the Q4_K block at p, as bytes [sc0..sc7, m0..m7] (scaleMinK4 in
+ * src/quant/ggml.ts): sc_j = q[j] & 63, m_j = q[j+4] & 63 for j < 4; for j ≥ 4 the low 4 bits come
+ * from q[j+4] (sc: low nibble, m: high nibble) and the top 2 from the top bits of q[j−4] / q[j].
+ */
+// @ts-ignore: decorator
+@inline function scalesK4(p: usize): v128 {
+  const qv = v128.load(p, 4); // scales[0..12) and 4 bytes of qs, unused
+  const t = i8x16.shuffle(qv, qv, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+  const lowMask = i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+  const highNib = v128.and(i16x8.shr_u(t, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  const low = v128.or(v128.and(t, lowMask), highNib);
+  const u = i8x16.shuffle(qv, i8x16.splat(0), 16, 16, 16, 16, 0, 1, 2, 3, 16, 16, 16, 16, 4, 5, 6, 7);
+  return v128.or(low, i16x8.shr_u(v128.and(u, i8x16.splat(<i8>0xc0)), 2));
+}
+
+/** Sub-block 2c + k of a Q4_K chunk at p (32 bytes: low nibbles k = 0, high k = 1) · its activation block. */
+// @ts-ignore: decorator
+@inline function dotQ4K(p: usize, k: i32, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const qa = v128.load(p), qb = v128.load(p, 16);
+  const la = i16x8.extend_low_i8x16_u(qa), ha = i16x8.extend_high_i8x16_u(qa);
+  const lb = i16x8.extend_low_i8x16_u(qb), hb = i16x8.extend_high_i8x16_u(qb);
+  const m4 = i16x8.splat(15);
+  const sh = k << 2; // 0: the low nibble, 4: the high one
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(la, sh), m4), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(ha, sh), m4), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(lb, sh), m4), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(hb, sh), m4), a3)),
+  );
 }
 
 /**
  * Q6_K (210 B per 256 weights: u8 ql[128]; u8 qh[64]; i8 scales[16]; half d). Two halves of 128;
  * in half h, for l < 32 the four weights l, l+32, l+64, l+96 take 4 low bits from ql (low / high
  * nibble of ql[l] and ql[l+32]) and 2 high bits from qh[l]; w = d·sc·(q − 32), one scale per 16.
+ *
+ * Four rows at a time (a quarter of the matrix apart, as matvecQ4Q8) in f32x4 lanes: each row's
+ * sum is Σ over its 16-weight groups, in the order below, of f32(isum)·((d·sc)·xs). The signed
+ * scales are transposed for the four rows in SIMD, and the 16 groups are written out.
  */
 export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
   const nb = cols >> 8;
   const rowBytes = <usize>nb * 210;
-  const m4 = i8x16.splat(15);
-  const m30 = i8x16.splat(0x30);
-  const k32 = i8x16.splat(32);
-  for (let i = 0; i < rows; i++) {
-    const r = w + <usize>i * rowBytes;
+  const q = (rows + 3) >> 2;
+  for (let i = 0; i < q; i++) {
+    const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
+    let p0 = w + <usize>i * rowBytes, p1 = w + <usize>i1 * rowBytes, p2 = w + <usize>i2 * rowBytes, p3 = w + <usize>i3 * rowBytes;
+    const o = out + (<usize>i << 2);
     let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
-      const p = r + <usize>b * 210;
-      const d = h2f(<u32>load<u16>(p, 208));
-      for (let h = 0; h < 2; h++) {
-        const ql = p + (<usize>h << 6);
-        const qh = p + 128 + (<usize>h << 5);
-        const sc = p + 192 + (<usize>h << 3);
-        const y = (b << 8) + (h << 7); // first weight of this half
-        for (let lc = 0; lc < 32; lc += 16) {
-          const la = v128.load(ql + lc);
-          const lb = v128.load(ql + lc, 32);
-          const hb = v128.load(qh + lc);
-          const q1 = i8x16.sub(v128.or(v128.and(la, m4), v128.and(i8x16.shl(hb, 4), m30)), k32);
-          const q2 = i8x16.sub(v128.or(v128.and(lb, m4), v128.and(i8x16.shl(hb, 2), m30)), k32);
-          const q3 = i8x16.sub(v128.or(i8x16.shr_u(la, 4), v128.and(hb, m30)), k32);
-          const q4 = i8x16.sub(v128.or(i8x16.shr_u(lb, 4), v128.and(i8x16.shr_u(hb, 2), m30)), k32);
-          const is = lc >> 4;
-          // weights y+lc+32k .. +16 lie in activation block (y + 32k) / 32, half lc / 16 of it
-          const ab = y >> 5;
-          const a = xq + (<usize>(y + lc) << 1);
-          const s1 = d * <f32>load<i8>(sc + is) * load<f32>(xs + (<usize>ab << 2));
-          const s2 = d * <f32>load<i8>(sc + is + 2) * load<f32>(xs + (<usize>(ab + 1) << 2));
-          const s3 = d * <f32>load<i8>(sc + is + 4) * load<f32>(xs + (<usize>(ab + 2) << 2));
-          const s4 = d * <f32>load<i8>(sc + is + 6) * load<f32>(xs + (<usize>(ab + 3) << 2));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q1, a)), f32x4.splat(s1)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q2, a + 64)), f32x4.splat(s2)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q3, a + 128)), f32x4.splat(s3)));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dotW8A16(q4, a + 192)), f32x4.splat(s4)));
-        }
-      }
+      const d = halves4(p0 + 208, p1 + 208, p2 + 208, p3 + 208, HALF_F16_EXACT);
+      // 4×4 transpose of the rows' 16 scales: lane r of sc0 = row r's scales 0..3 (a byte each), …
+      const s0 = v128.load(p0, 192), s1 = v128.load(p1, 192), s2 = v128.load(p2, 192), s3 = v128.load(p3, 192);
+      const t01l = i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t01h = i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const t23l = i8x16.shuffle(s2, s3, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t23h = i8x16.shuffle(s2, s3, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const sc0 = i8x16.shuffle(t01l, t23l, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const sc1 = i8x16.shuffle(t01l, t23l, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const sc2 = i8x16.shuffle(t01h, t23h, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const sc3 = i8x16.shuffle(t01h, t23h, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const a = xq + (<usize>b << 9), sb = xs + (<usize>b << 5);
+      // half 0 (scales 0..7), then half 1 (8..15); in each, l = 0..15 then 16..31, groups k = 0..3
+      acc = stepQ6K(acc, 0, 0, 0, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 0, 1, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 0, 2, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 0, 0, 3, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 0, 16, 0, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 16, 1, p0, p1, p2, p3, o, a, sb, d, sc0);
+      acc = stepQ6K(acc, 0, 16, 2, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 0, 16, 3, p0, p1, p2, p3, o, a, sb, d, sc1);
+      acc = stepQ6K(acc, 1, 0, 0, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 0, 1, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 0, 2, p0, p1, p2, p3, o, a, sb, d, sc3);
+      acc = stepQ6K(acc, 1, 0, 3, p0, p1, p2, p3, o, a, sb, d, sc3);
+      acc = stepQ6K(acc, 1, 16, 0, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 16, 1, p0, p1, p2, p3, o, a, sb, d, sc2);
+      acc = stepQ6K(acc, 1, 16, 2, p0, p1, p2, p3, o, a, sb, d, sc3);
+      acc = stepQ6K(acc, 1, 16, 3, p0, p1, p2, p3, o, a, sb, d, sc3);
+      p0 += 210; p1 += 210; p2 += 210; p3 += 210;
     }
-    store<f32>(out + (<usize>i << 2), hsum(acc));
+    store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    store<f32>(o, f32x4.extract_lane(acc, 0));
   }
+}
+
+/**
+ * Group k (0 … 3: weights l + 32k) for l = lc … lc + 15 of half h of a Q6_K super-block at p, as 16
+ * int8 weights q − 32.
+ */
+// @ts-ignore: decorator
+@inline function weightsQ6K(p: usize, h: i32, lc: i32, k: i32): v128 {
+  const ql = p + (<usize>h << 6) + <usize>lc;
+  const hb = v128.load(p + 128 + (<usize>h << 5) + <usize>lc);
+  const l = v128.load(ql + (k & 1 ? 32 : 0)); // k = 0, 2: ql[l]; 1, 3: ql[l + 32]
+  // shifts in i16 lanes (native, unlike i8x16's): the bits they carry across bytes are masked off
+  const low = v128.and(k < 2 ? l : i16x8.shr_u(l, 4), i8x16.splat(15));
+  // the two high bits: qh bits 2k, 2k+1 moved to bits 4, 5
+  const high = k == 0 ? i16x8.shl(hb, 4) : k == 1 ? i16x8.shl(hb, 2) : k == 2 ? hb : i16x8.shr_u(hb, 2);
+  return i8x16.sub(v128.or(low, v128.and(high, i8x16.splat(0x30))), i8x16.splat(32));
+}
+
+/**
+ * One Q6_K group (16 weights) of four rows: acc + f32(isum)·((d·sc)·xs), with sc from byte
+ * (scale index & 3) of `scs` (the transposed scales) and the activations' half-block.
+ */
+// @ts-ignore: decorator
+@inline function stepQ6K(acc: v128, h: i32, lc: i32, k: i32, p0: usize, p1: usize, p2: usize, p3: usize, o: usize, a: usize, sb: usize, d: v128, scs: v128): v128 {
+  const y = (h << 7) + (k << 5) + lc; // first weight of the group in the super-block
+  const ap = a + (<usize>y << 1);
+  const x0 = v128.load(ap), x1 = v128.load(ap, 16);
+  const r0 = dotW8A16x(weightsQ6K(p0, h, lc, k), x0, x1);
+  store<i32>(o, i32x4.extract_lane(r0, 0));
+  const r1 = dotW8A16x(weightsQ6K(p1, h, lc, k), x0, x1);
+  store<i32>(o, i32x4.extract_lane(r1, 0));
+  const r2 = dotW8A16x(weightsQ6K(p2, h, lc, k), x0, x1);
+  store<i32>(o, i32x4.extract_lane(r2, 0));
+  const r3 = dotW8A16x(weightsQ6K(p3, h, lc, k), x0, x1);
+  const isum = hsum4i(r0, r1, r2, r3);
+  const j = ((h << 3) + (lc >> 4) + (k << 1)) & 3; // the scale's byte in each lane
+  const sc = f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(scs, 24 - (j << 3)), 24)); // signed
+  const scale = f32x4.mul(f32x4.mul(d, sc), f32x4.splat(load<f32>(sb + (<usize>(y >> 5) << 2))));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+}
+
+/** dotW8A16 with the 16 activations already loaded (x0: the first 8, x1: the next 8). */
+// @ts-ignore: decorator
+@inline function dotW8A16x(w: v128, x0: v128, x1: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), x1));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Batched products: out_b = W · x_b for nb vectors, one pass over the weights. The rows are taken
-// in tiles of about MM_TILE bytes that stay in cache while every vector passes over them, and the
-// vectors two (f32) or four (Q8_0) at a time share each weight load and its widening. Each
-// output is computed with exactly the arithmetic of the matvec kernel (same lanes, same order),
-// so a batched product equals its matvecs bit for bit.
+// in tiles that stay in cache while every vector passes over them; f32 takes the vectors two at
+// a time and f16 / bf16 four at a time, sharing each weight load and its widening; Q8_0 / Q4_0
+// run matvec's loop per vector over each tile. Each output is computed with exactly the
+// arithmetic of the matvec kernel (same lanes, same order), so a batched product equals its
+// matvecs bit for bit.
 //
 // `outTab` holds nb u32 pointers to the outputs (each advanced by `outOff` bytes: the first row
-// of this thread's share); f32 inputs are a table `xTab` of nb pointers; Q8_0 inputs are nb
-// vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs: cols/8 bytes).
+// of this thread's share); f32 / 16-bit inputs are a table `xTab` of nb pointers; Q8_0 / Q4_0
+// inputs are nb vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs
+// and xb: cols/8 bytes each).
 
 const MM_TILE: i32 = 16384;
 
@@ -436,68 +744,92 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
   }
 }
 
-/** One row of matvecQ8_0 against one quantized vector. */
+/** Four vector pointers from the table at `tab`, from entry v (past nv: the last one again). */
 // @ts-ignore: decorator
-@inline function rowQ8_0(r: usize, xq: usize, xs: usize, nb: i32): f32 {
-  let acc = f32x4.splat(0);
-  for (let b = 0; b < nb; b++) {
-    const p = r + <usize>b * 34;
-    const a = xq + (<usize>b << 6);
-    const isum = i32x4.add(dotW8A16(v128.load(p, 2), a), dotW8A16(v128.load(p, 18), a + 32));
-    const sc = h2f(<u32>load<u16>(p)) * load<f32>(xs + (<usize>b << 2));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(sc)));
-  }
-  return hsum(acc);
+@inline function entry(tab: usize, v: i32, nv: i32): usize {
+  return <usize>load<u32>(tab + (<usize>min(v, nv - 1) << 2));
 }
 
-/** dotW8A16 with the weights already widened to int16 (lo, hi: the low and high 8 of 16). */
+/**
+ * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes (a multiple of 4 rows), and
+ * each tile multiplied by every vector with matvec's own loop while it stays in cache, so each
+ * output is matvec's bit for bit. (A tile of one row × four vectors sharing the unpacking was
+ * slower: V8 issues every load of an iteration first, and the 16 activation loads spill.) Inputs:
+ * nv vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb:
+ * cols/8 bytes each).
+ */
 // @ts-ignore: decorator
-@inline function dotW16A16(lo: v128, hi: v128, a: usize): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(a)), i32x4.dot_i16x8_s(hi, v128.load(a, 16)));
-}
-
-export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+@inline function matmulQ4Q8(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
-  const rowBytes = <usize>nb * 34;
+  const rowBytes = <usize>nb * (q4 ? 18 : 34);
   const qStride = <usize>cols << 1;
   const sStride = <usize>nb << 2;
-  const tile = tileRows(rowBytes);
+  const tile = max(4, <i32>(<usize>MM_TILE_Q / rowBytes) & ~3);
   for (let i0 = 0; i0 < rows; i0 += tile) {
-    const i1 = min(i0 + tile, rows);
-    let v = 0;
-    for (; v + 4 <= nv; v += 4) {
-      const q0 = xq + <usize>v * qStride, q1 = q0 + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
-      const s0 = xs + <usize>v * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;
-      for (let i = i0; i < i1; i++) {
-        const r = w + <usize>i * rowBytes;
-        let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
-        for (let b = 0; b < nb; b++) {
-          const p = r + <usize>b * 34;
-          const wa = v128.load(p, 2), wb = v128.load(p, 18);
-          const al = i16x8.extend_low_i8x16_s(wa), ah = i16x8.extend_high_i8x16_s(wa);
-          const bl = i16x8.extend_low_i8x16_s(wb), bh = i16x8.extend_high_i8x16_s(wb);
-          const d = h2f(<u32>load<u16>(p));
-          const ao = <usize>b << 6;
-          const so = <usize>b << 2;
-          acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q0 + ao), dotW16A16(bl, bh, q0 + ao + 32))), f32x4.splat(d * load<f32>(s0 + so))));
-          acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q1 + ao), dotW16A16(bl, bh, q1 + ao + 32))), f32x4.splat(d * load<f32>(s1 + so))));
-          acc2 = f32x4.add(acc2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q2 + ao), dotW16A16(bl, bh, q2 + ao + 32))), f32x4.splat(d * load<f32>(s2 + so))));
-          acc3 = f32x4.add(acc3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(dotW16A16(al, ah, q3 + ao), dotW16A16(bl, bh, q3 + ao + 32))), f32x4.splat(d * load<f32>(s3 + so))));
-        }
-        const oi = outOff + (<usize>i << 2);
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2)) + oi, hsum(acc0));
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 4) + oi, hsum(acc1));
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 8) + oi, hsum(acc2));
-        store<f32>(<usize>load<u32>(outTab + (<usize>v << 2), 12) + oi, hsum(acc3));
-      }
-    }
-    for (; v < nv; v++) {
-      const q0 = xq + <usize>v * qStride;
-      const s0 = xs + <usize>v * sStride;
-      const o0 = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff;
-      for (let i = i0; i < i1; i++) store<f32>(o0 + (<usize>i << 2), rowQ8_0(w + <usize>i * rowBytes, q0, s0, nb));
+    const n = min(tile, rows - i0);
+    for (let v = 0; v < nv; v++) {
+      const o = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff + (<usize>i0 << 2);
+      matvecQ4Q8(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, w + <usize>i0 * rowBytes, n, cols, q4);
     }
   }
+}
+
+const MM_TILE_Q: i32 = 65536;
+
+export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  matmulQ4Q8(outTab, outOff, nv, xq, xs, 0, w, rows, cols, false);
+}
+
+export function matmulQ4_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
+  matmulQ4Q8(outTab, outOff, nv, xq, xs, xb, w, rows, cols, true);
+}
+
+/**
+ * 16-bit weights batched: one row × four vectors (xTab: nv input pointers), each 8 weights widened
+ * once for the four, in matvecHalfBy's order.
+ */
+// @ts-ignore: decorator
+@inline function matmulHalfBy(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32, mode: i32): void {
+  const rowBytes = <usize>cols << 1;
+  const tile = tileRows(rowBytes);
+  const n8 = cols & ~7;
+  for (let i0 = 0; i0 < rows; i0 += tile) {
+    const i1 = min(i0 + tile, rows);
+    for (let v = 0; v < nv; v += 4) {
+      const x0 = entry(xTab, v, nv), x1 = entry(xTab, v + 1, nv), x2 = entry(xTab, v + 2, nv), x3 = entry(xTab, v + 3, nv);
+      for (let i = i0; i < i1; i++) {
+        const r = w + <usize>i * rowBytes;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let j = 0; j < n8; j += 8) {
+          const h = v128.load(r + (<usize>j << 1));
+          const lo = halfToF32(hiHalves(h, 0), mode), hi = halfToF32(hiHalves(h, 1), mode);
+          const o = <usize>j << 2;
+          a0 = f32x4.add(f32x4.add(a0, f32x4.mul(lo, v128.load(x0 + o))), f32x4.mul(hi, v128.load(x0 + o, 16)));
+          a1 = f32x4.add(f32x4.add(a1, f32x4.mul(lo, v128.load(x1 + o))), f32x4.mul(hi, v128.load(x1 + o, 16)));
+          a2 = f32x4.add(f32x4.add(a2, f32x4.mul(lo, v128.load(x2 + o))), f32x4.mul(hi, v128.load(x2 + o, 16)));
+          a3 = f32x4.add(f32x4.add(a3, f32x4.mul(lo, v128.load(x3 + o))), f32x4.mul(hi, v128.load(x3 + o, 16)));
+        }
+        const oi = outOff + (<usize>i << 2);
+        store<f32>(entry(outTab, v, nv) + oi, halfTail(a0, r, x0, n8, cols, mode));
+        if (v + 1 < nv) store<f32>(entry(outTab, v + 1, nv) + oi, halfTail(a1, r, x1, n8, cols, mode));
+        if (v + 2 < nv) store<f32>(entry(outTab, v + 2, nv) + oi, halfTail(a2, r, x2, n8, cols, mode));
+        if (v + 3 < nv) store<f32>(entry(outTab, v + 3, nv) + oi, halfTail(a3, r, x3, n8, cols, mode));
+      }
+    }
+  }
+}
+
+/** matmul for 16-bit weights, one function per kind as for matvec. */
+export function matmulF16(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  matmulHalfBy(outTab, outOff, nv, xTab, w, rows, cols, HALF_F16);
+}
+
+export function matmulBf16(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  matmulHalfBy(outTab, outOff, nv, xTab, w, rows, cols, HALF_BF16);
+}
+
+export function matmulF16Exact(outTab: usize, outOff: usize, nv: i32, xTab: usize, w: usize, rows: i32, cols: i32): void {
+  matmulHalfBy(outTab, outOff, nv, xTab, w, rows, cols, HALF_F16_EXACT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -584,6 +916,40 @@ export function add(x: usize, y: usize, n: i32): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The KV cache in IEEE halves (f16): values rounded to nearest even as they are stored, widened
+// exactly as attention reads them.
+
+/**
+ * Four float32 lanes → their IEEE half bit patterns (in i32 lanes), rounded to nearest even, with
+ * overflow to ±inf, subnormals, and NaN kept quiet with its top payload bits (f32ToF16 in
+ * src/quant/ggml.ts). The rounding is done by the float32 adder (Maratyszcza's FP16 method, also
+ * ggml's fallback): the value is scaled so that float32's own rounding drops exactly the bits a
+ * half does not keep.
+ */
+// @ts-ignore: decorator
+@inline function f32ToHalves(x: v128): v128 {
+  const shl1 = i32x4.add(x, x);
+  const bias = i32x4.max_u(v128.and(shl1, i32x4.splat(0xff000000)), i32x4.splat(0x71000000));
+  let base = f32x4.mul(f32x4.mul(f32x4.abs(x), f32x4.splat(reinterpret<f32>(0x77800000))), f32x4.splat(reinterpret<f32>(0x08800000)));
+  base = f32x4.add(i32x4.add(i32x4.shr_u(bias, 1), i32x4.splat(0x07800000)), base);
+  const nonsign = i32x4.add(v128.and(i32x4.shr_u(base, 13), i32x4.splat(0x7c00)), v128.and(base, i32x4.splat(0x0fff)));
+  const nan = v128.or(i32x4.splat(0x7e00), v128.and(i32x4.shr_u(x, 13), i32x4.splat(0x3ff)));
+  const h = v128.bitselect(nan, nonsign, i32x4.gt_u(shl1, i32x4.splat(0xff000000)));
+  return v128.or(h, v128.and(i32x4.shr_u(x, 16), i32x4.splat(0x8000)));
+}
+
+/** dst[0..n) = the n float32 at src as halves (storing k and v into an f16 cache). */
+export function storeHalves(dst: usize, src: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const lo = f32ToHalves(v128.load(src + (<usize>i << 2)));
+    const hi = f32ToHalves(v128.load(src + (<usize>i << 2), 16));
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(lo, hi));
+  }
+  for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>i32x4.extract_lane(f32ToHalves(f32x4.splat(load<f32>(src + (<usize>i << 2)))), 0));
+}
+
 /**
  * Causal attention of one position over the KV cache (rows 0..pos of `kc` and `vc`, each row
  * kvDim floats). Query head h uses key/value head h / (nHeads / nKvHeads). `att` is scratch of
@@ -593,20 +959,49 @@ export function attention(
   out: usize, q: usize, kc: usize, vc: usize, att: usize,
   pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32,
 ): void {
+  attentionBy(out, q, kc, vc, att, pos, nHeads, nKvHeads, headDim, kvDim, false);
+}
+
+/** attention over an f16 cache: the same arithmetic on the exactly widened halves. */
+export function attentionF16(
+  out: usize, q: usize, kc: usize, vc: usize, att: usize,
+  pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32,
+): void {
+  attentionBy(out, q, kc, vc, att, pos, nHeads, nKvHeads, headDim, kvDim, true);
+}
+
+/** Four cache values at p (f32, or halves widened) as f32x4. */
+// @ts-ignore: decorator
+@inline function cache4(p: usize, half: bool): v128 {
+  return half ? halfToF32(hiHalves(v128.load64_zero(p), 0), HALF_F16_EXACT) : v128.load(p);
+}
+
+/** One cache value at p. */
+// @ts-ignore: decorator
+@inline function cache1(p: usize, half: bool): f32 {
+  return half ? h2f(<u32>load<u16>(p)) : load<f32>(p);
+}
+
+// @ts-ignore: decorator
+@inline function attentionBy(
+  out: usize, q: usize, kc: usize, vc: usize, att: usize,
+  pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32, half: bool,
+): void {
+  const shift: usize = half ? 1 : 2; // log2 of a cache value's bytes
   const kvMul = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(<f64>headDim);
   const h4 = headDim & ~3;
-  const rowBytes = <usize>kvDim << 2;
+  const rowBytes = <usize>kvDim << shift;
   for (let h = 0; h < nHeads; h++) {
     const qh = q + (<usize>(h * headDim) << 2);
-    const kvo = <usize>((h / kvMul) * headDim) << 2;
+    const kvo = <usize>((h / kvMul) * headDim) << shift;
     for (let t = 0; t <= pos; t++) {
       const k = kc + <usize>t * rowBytes + kvo;
       let a = f32x4.splat(0);
       let i = 0;
-      for (; i < h4; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(qh + (<usize>i << 2)), v128.load(k + (<usize>i << 2))));
+      for (; i < h4; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(qh + (<usize>i << 2)), cache4(k + (<usize>i << shift), half)));
       let s = hsum(a);
-      for (; i < headDim; i++) s += load<f32>(qh + (<usize>i << 2)) * load<f32>(k + (<usize>i << 2));
+      for (; i < headDim; i++) s += load<f32>(qh + (<usize>i << 2)) * cache1(k + (<usize>i << shift), half);
       store<f32>(att + (<usize>t << 2), <f32>(<f64>s * scale));
     }
     softmax(att, pos + 1);
@@ -619,11 +1014,11 @@ export function attention(
       let i = 0;
       for (; i < h4; i += 4) {
         const p = <usize>i << 2;
-        v128.store(oh + p, f32x4.add(v128.load(oh + p), f32x4.mul(wv, v128.load(v + p))));
+        v128.store(oh + p, f32x4.add(v128.load(oh + p), f32x4.mul(wv, cache4(v + (<usize>i << shift), half))));
       }
       for (; i < headDim; i++) {
         const p = <usize>i << 2;
-        store<f32>(oh + p, load<f32>(oh + p) + w * load<f32>(v + p));
+        store<f32>(oh + p, load<f32>(oh + p) + w * cache1(v + (<usize>i << shift), half));
       }
     }
   }

@@ -10,7 +10,7 @@ export type { Model, ModelWeights, LayerWeights } from './model/weights.js';
 export { loadModel } from './model/load.js';
 export { randomModel, type ModelShape } from './model/random.js';
 export { Session, kvCacheBytes, type SessionOptions } from './model/forward.js';
-export { openBackend, createBackend, type Backend, type BackendName, type BackendChoice } from './backend/backend.js';
+export { openBackend, createBackend, type Backend, type BackendName, type BackendChoice, type CacheType } from './backend/backend.js';
 export { readLlama2cCheckpoint, parseLlama2cCheckpoint, writeLlama2cCheckpoint, defaultGroupSize, type WriteLlama2cOptions } from './formats/llama2c.js';
 export { Tokenizer } from './tokenizer/tokenizer.js';
 export { Llama2cTokenizer, TextStream } from './tokenizer/llama2c.js';

@@ -20,6 +20,9 @@ import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/i
 import { forwardBatch } from '../src/model/forward.js';
 import { f32Matrix, ggmlMatrix, half16Matrix, q8Matrix, quantizeQ8, type Matrix } from '../src/model/tensor.js';
 import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
+import { instantiateKernels, wasmApi } from '../src/backend/wasm/loader.js';
+
+const MAX_WASM_PAGES = 65536; // the kernels declare a shared memory of at most 4 GiB
 import { nmse, readJsonl, seededRandom, shared } from './helpers.js';
 
 const OTHERS = BACKEND_NAMES.filter((n): n is Exclude<BackendName, 'ref'> => n !== 'ref');
@@ -210,6 +213,34 @@ for (const name of OTHERS) {
     }
   });
 
+  test(`${name} vs ref: attention over f16 caches (values stored by copy, rounded to halves)`, (t) => {
+    const rnd = seededRandom(31);
+    for (const s of [{ nHeads: 1, nKvHeads: 1, headDim: 4 }, { nHeads: 6, nKvHeads: 2, headDim: 8 }, { nHeads: 10, nKvHeads: 10, headDim: 5 }, { nHeads: 8, nKvHeads: 2, headDim: 128 }]) {
+      for (const pos of [0, 5, 300]) {
+        const kv = s.nKvHeads * s.headDim;
+        const dim = s.nHeads * s.headDim;
+        const seq = pos + 3;
+        const q = randomArray(rnd, dim);
+        const rows = Array.from({ length: seq }, () => [randomArray(rnd, kv, 4), randomArray(rnd, kv, 4)] as const);
+        const b = backends(name, dim);
+        check(t, `attention f16 cache ${s.nHeads}/${s.nKvHeads}x${s.headDim} pos ${pos}`, ...both(b, (be) => {
+          const kc = be.cache(seq * kv, 'f16');
+          const vc = be.cache(seq * kv, 'f16');
+          const row = be.vector(kv);
+          rows.forEach(([k, v], r) => {
+            be.write(row, k);
+            be.copy(kc, r * kv, row);
+            be.write(row, v);
+            be.copy(vc, r * kv, row);
+          });
+          const out = be.vector(dim);
+          be.attention(out, be.vector(dim, q), kc, vc, be.vector(seq), pos, s);
+          return be.read(out);
+        }), 1e-10);
+      }
+    }
+  });
+
   test(`${name} vs ref: copy into the cache, write, embed`, () => {
     const b = backends(name, 8);
     const rnd = seededRandom(17);
@@ -298,6 +329,28 @@ for (const name of OTHERS) {
   });
 }
 
+// The f16 KV cache's store: storeHalves (SIMD, the float32 adder does the rounding) against
+// f32ToF16 (plain, round to nearest even), bit for bit, on the awkward values and on random
+// float32 bit patterns of every exponent.
+test('wasm: storeHalves rounds float32 to halves exactly as f32ToF16 (ties to even, subnormals, overflow, NaN)', () => {
+  const memory = new wasmApi!.Memory({ initial: 64, maximum: MAX_WASM_PAGES, shared: true });
+  const k = instantiateKernels(memory);
+  const bits = new Uint32Array(1 << 16);
+  const rnd = seededRandom(37);
+  for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(rnd() * 2 ** 32) >>> 0;
+  const edge = [0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e9, Infinity, -Infinity, NaN, 2 ** -14, 2 ** -24, 2 ** -25, 2 ** -25 * 1.0000001, 2 ** -26, 3 * 2 ** -25, 5.960464477539063e-8, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2049, 2051, 1e-40];
+  const x = new Float32Array(bits.buffer);
+  x.set(edge);
+  const src = 1 << 16;
+  const dst = src + 4 * x.length;
+  new Float32Array(memory.buffer, src, x.length).set(x);
+  for (const n of [x.length, 13]) {
+    k.storeHalves(dst, src, n); // n = 13: the scalar tail after one 8-wide step
+    const got = new Uint16Array(memory.buffer, dst, n);
+    for (let i = 0; i < n; i++) assert.equal(got[i], f32ToF16(x[i]!), `x = ${x[i]} (bits 0x${bits[i]!.toString(16)})`);
+  }
+});
+
 // Threads: the wasm backend splits the rows of products across worker threads over a shared
 // memory. Each row is computed by the same kernel either way, so outputs must be bit-identical.
 test('wasm: matvec on 3 threads equals 1 thread bit for bit, every weight type (products large enough to split)', (t) => {
@@ -328,12 +381,16 @@ test('wasm: matvec on 3 threads equals 1 thread bit for bit, every weight type (
 // for bit (prefill relies on it), for B of 1, odd sizes and more than one kernel dispatch (> 64),
 // with the rows split across threads. NMSE over all B outputs together; the ggml bounds are looser
 // than matvec's (a few outputs of one row can cancel); equality with matvec is the strict check.
-test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 2 threads', (t) => {
+test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 3 threads', (t) => {
   const rnd = seededRandom(0xba7c4);
   const cases: Array<[type: string, bound: number, rows: number, cols: number]> = [
     ['f32', 1e-10, 1, 1], ['f32', 1e-10, 7, 33], ['f32', 1e-10, 17, 67], ['f32', 1e-10, 300, 288], ['f32', 1e-10, 5, 4099],
     ['Q8_0', 1e-6, 1, 32], ['Q8_0', 1e-6, 7, 160], ['Q8_0', 1e-6, 300, 288], ['Q8_0', 1e-6, 3, 4096],
-    ['q8:32', 1e-10, 5, 96], ['Q4_0', 1e-6, 9, 64], ['Q5_K', 1e-6, 2, 256], // no batched kernel: matvec
+    ['f16', 1e-10, 1, 1], ['f16', 1e-10, 7, 33], ['f16', 1e-10, 17, 67], ['f16', 1e-10, 300, 288], ['f16', 1e-10, 5, 4099],
+    ['bf16', 1e-10, 1, 7], ['bf16', 1e-10, 17, 67], ['bf16', 1e-10, 300, 288],
+    ['Q4_0', 1e-6, 1, 32], ['Q4_0', 1e-6, 9, 64], ['Q4_0', 1e-6, 7, 160], ['Q4_0', 1e-6, 300, 288], ['Q4_0', 1e-6, 3, 4096],
+    // no batched kernel: matvec
+    ['q8:32', 1e-10, 5, 96], ['Q4_K', 1e-6, 3, 512], ['Q6_K', 1e-6, 3, 512], ['Q5_K', 1e-6, 2, 256],
   ];
   for (const [type, bound, rows, cols] of cases) {
     const m = randomMatrix(type, rows, cols, rnd);
@@ -343,7 +400,7 @@ test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 2 th
       const rw = ref.upload(m);
       const rOuts = xs.map(() => ref.vector(rows));
       ref.matmul(rOuts, xs.map((x) => ref.vector(cols, x)), rw);
-      for (const threads of [1, 2]) {
+      for (const threads of [1, 3]) {
         const be = createBackend('wasm', { maxCols: cols, weightBytes: 4 * rows * cols + 4096, threads });
         const w = be.upload(m);
         const xv = xs.map((x) => be.vector(cols, x));
@@ -367,10 +424,62 @@ test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 2 th
   }
 });
 
+// The f16 kernels widen halves with SIMD bit operations (a fast widening for finite halves, an
+// exact one when a matrix holds inf / NaN): every one of the 65536 halves, alone in its row at
+// each of the 8 positions of a SIMD step and in the column tail, against ref's table, bit for bit.
+test('wasm: f16 widening is exact for every half (finite-only and inf / NaN matrices), matvec and matmul', () => {
+  for (const withSpecials of [false, true]) {
+    const halves = Array.from({ length: 65536 }, (_, h) => h).filter((h) => withSpecials || (h & 0x7c00) !== 0x7c00);
+    const cols = 11; // one 8-wide step and a 3-column tail
+    const rows = halves.length;
+    const data = new Uint16Array(rows * cols);
+    halves.forEach((h, r) => (data[r * cols + (r % cols)] = h));
+    const m = half16Matrix('f16', data, rows, cols);
+    const x = Float32Array.from({ length: cols }, (_, j) => [1, -2, 0.5, 3, -1, 0.25, 2, -0.5, 4, 1.5, -3][j]!);
+    const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
+    const r = ref.vector(rows);
+    ref.matvec(r, ref.vector(cols, x), ref.upload(m));
+    const be = createBackend('wasm', { maxCols: cols, weightBytes: 2 * rows * cols + 4096 });
+    const w = be.upload(m);
+    const xv = be.vector(cols, x);
+    const out = be.vector(rows);
+    be.matvec(out, xv, w);
+    const got = Float32Array.from(be.read(out));
+    // Object.is per value: equal bits, except that NaNs (whose payloads differ) are equal
+    const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+    assert.ok(same(got, ref.read(r)), `matvec, ${withSpecials ? 'with' : 'without'} inf / NaN`);
+    const outs = [be.vector(rows), be.vector(rows)];
+    be.matmul(outs, [xv, xv], w);
+    for (const o of outs) assert.ok(same(be.read(o), got), 'matmul = matvec');
+  }
+});
+
+test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the reference op (matvec and matmul)', () => {
+  const rnd = seededRandom(29);
+  for (const [type, blockBytes] of [['Q8_0', 34], ['Q4_0', 18]] as const) {
+    const [rows, cols] = [6, 64];
+    const m = randomMatrix(type, rows, cols, rnd);
+    if (m.type !== 'ggml') throw new Error('not a ggml matrix');
+    new DataView(m.data.buffer, m.data.byteOffset).setUint16(3 * blockBytes, 0x7c00, true); // block 3 (row 1): d = inf
+    const x = randomArray(rnd, cols);
+    const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
+    const r = ref.vector(rows);
+    ref.matvec(r, ref.vector(cols, x), ref.upload(m));
+    const be = createBackend('wasm', { maxCols: cols, weightBytes: 4 * rows * cols });
+    const w = be.upload(m);
+    const out = be.vector(rows);
+    be.matvec(out, be.vector(cols, x), w);
+    assert.deepEqual(Float32Array.from(be.read(out)), Float32Array.from(ref.read(r)), type);
+    const outs = [be.vector(rows)];
+    be.matmul(outs, [be.vector(cols, x)], w);
+    assert.deepEqual(Float32Array.from(be.read(outs[0]!)), Float32Array.from(ref.read(r)), `${type} matmul`);
+  }
+});
+
 test('Session.prefill and forwardBatch equal forward token by token, bit for bit (ref and wasm, 1 and 2 threads, chunks over 64)', () => {
   const shape = { dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 300, seqLen: 80, sharedClassifier: false };
   const base = randomModel(shape, 11, 0.2);
-  for (const type of ['f32', 'Q8_0', 'Q4_0']) {
+  for (const type of ['f32', 'f16', 'Q8_0', 'Q4_0']) {
     const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
     const w = base.weights;
     const model: Model = {

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ContextOverflowError, InvalidArgumentError, loadModel, Session, Tokenizer, generate } from '../src/index.js';
-import { shared } from './helpers.js';
+import { ContextOverflowError, InvalidArgumentError, kvCacheBytes, loadModel, Session, Tokenizer, generate } from '../src/index.js';
+import { nmse, shared } from './helpers.js';
 
 test('forward refuses tokens outside the vocabulary and positions outside the cache', (t) => {
   const ckpt = shared(t, 'models/stories260K.bin');
@@ -66,4 +66,25 @@ test('generate streams chunks whose text adds up, and stops when aborted', async
 
 test('the harness fails, rather than skips, a test whose ../shared file is missing under CI=true', (t) => {
   assert.throws(() => shared(t, 'no/such/file', { CI: 'true' }), /CI must provide \.\.\/shared/);
+});
+
+test('an f16 KV cache (kvCache: f16) gives logits close to the f32 cache on ref and wasm, in half the bytes', (t) => {
+  const ckpt = shared(t, 'models/stories260K.bin');
+  if (!ckpt) return;
+  const model = loadModel(ckpt);
+  assert.equal(kvCacheBytes(model.config, 64, 2) * 2, kvCacheBytes(model.config, 64));
+  assert.throws(() => new Session(model, { kvCache: 'f8' as 'f16' }), InvalidArgumentError);
+  for (const backend of ['ref', 'wasm'] as const) {
+    const f32 = new Session(model, { backend });
+    const f16 = new Session(model, { backend, kvCache: 'f16' });
+    assert.equal(f16.backend, backend, f16.fallbackReason);
+    let worst = 0;
+    for (let pos = 0; pos < 60; pos++) {
+      const token = (pos * 37 + 11) % 512;
+      worst = Math.max(worst, nmse(f32.forward(token, pos), f16.forward(token, pos)));
+    }
+    // a half keeps 11 significant bits (relative rounding ≤ 2^-12): measured ≈2e-7
+    assert.ok(worst > 0 && worst < 1e-5, `${backend}: logits nmse f16 vs f32 cache ${worst}`);
+    t.diagnostic(`${backend}: logits nmse, f16 vs f32 KV cache, at most ${worst.toExponential(2)}`);
+  }
 });

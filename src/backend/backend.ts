@@ -45,6 +45,13 @@ export interface Vector {
   readonly length: number;
 }
 
+/**
+ * Element type of a KV cache: float32, or IEEE half (half the memory and the bytes attention
+ * reads; each value rounded to the nearest half, ties to even, as numpy and ggml do, when stored).
+ */
+export type CacheType = 'f32' | 'f16';
+export const CACHE_TYPES: readonly CacheType[] = ['f32', 'f16'];
+
 /** A weight matrix uploaded to a backend. `host` is the model's own matrix (for fallbacks and rows). */
 export interface Weight {
   readonly rows: number;
@@ -66,6 +73,11 @@ export interface Backend {
   // memory: allocated once per model or session, never per token
   /** A zero-filled vector, or a copy of `init`. */
   vector(length: number, init?: Float32Array): Vector;
+  /**
+   * A zero-filled KV cache of `length` elements of `type` ('f32': a plain vector). An f16 cache is
+   * only written by `copy` and read by `attention` (not by `read` or `write`).
+   */
+  cache(length: number, type: CacheType): Vector;
   /** Place a weight matrix in the backend's memory (once per model). */
   upload(m: Matrix): Weight;
   /** Copy `src` into `dst` starting at element `offset`. */
@@ -74,7 +86,7 @@ export interface Backend {
   read(v: Vector): Float32Array;
   /** Return a vector's memory now (otherwise when the vector is garbage-collected); the vector is dead after. */
   free(v: Vector): void;
-  /** dst[dstOffset ..] = src (storing k and v into the cache). */
+  /** dst[dstOffset ..] = src (storing k and v into the cache; into an f16 cache rounded to halves). */
   copy(dst: Vector, dstOffset: number, src: Vector): void;
 
   // ops (shapes as in src/backend/ref/ops.ts, each op's definition)
@@ -92,6 +104,7 @@ export interface Backend {
   rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void;
   /** RoPE on v[0..n) with this position's angles (headDim / 2 each). */
   rope(v: Vector, n: number, headDim: number, cos: Vector, sin: Vector): void;
+  /** Causal attention over rows 0..pos of the caches (both of one CacheType). */
   attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, shape: AttentionShape): void;
   /** a = silu(a) * b. */
   siluMul(a: Vector, b: Vector): void;

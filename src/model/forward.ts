@@ -21,7 +21,7 @@
  */
 import { ContextOverflowError, InvalidArgumentError, OutOfMemoryError, formatBytes } from '../errors.js';
 import * as os from 'node:os';
-import { BackendUnavailableError, defaultThreads, openBackend, type Backend, type BackendChoice, type BackendModel, type BackendName, type Vector } from '../backend/backend.js';
+import { BackendUnavailableError, CACHE_TYPES, defaultThreads, openBackend, type Backend, type BackendChoice, type BackendModel, type BackendName, type CacheType, type Vector } from '../backend/backend.js';
 import { ropeAngles } from '../backend/ref/ops.js';
 import { kvDim, type ModelConfig } from './config.js';
 import type { Model } from './weights.js';
@@ -43,6 +43,12 @@ export interface SessionOptions {
    * cores). Outputs are identical for any number; products too small to gain stay on one thread.
    */
   threads?: number;
+  /**
+   * Element type of the KV cache (default 'f32'): 'f16' halves its memory and what attention
+   * reads, each key and value rounded to the nearest half as it is stored (as llama.cpp's default
+   * f16 cache); logits then differ from 'f32' by about the rounding of a half.
+   */
+  kvCache?: CacheType;
 }
 
 /**
@@ -71,7 +77,9 @@ export class Session {
     if (!Number.isInteger(maxSeqLen) || maxSeqLen < 1 || maxSeqLen > c.seqLen) {
       throw new InvalidArgumentError(`maxSeqLen must be an integer in [1, ${c.seqLen}] (the model's context); got ${maxSeqLen}`, 'maxSeqLen');
     }
-    const cacheBytes = kvCacheBytes(c, maxSeqLen);
+    const kvCache = opts.kvCache ?? 'f32';
+    if (!CACHE_TYPES.includes(kvCache)) throw new InvalidArgumentError(`kvCache must be one of ${CACHE_TYPES.join(', ')}; got ${String(kvCache)}`, 'kvCache');
+    const cacheBytes = kvCacheBytes(c, maxSeqLen, kvCache === 'f16' ? 2 : 4);
     const available = os.freemem();
     if (cacheBytes > available) {
       throw new OutOfMemoryError(
@@ -86,12 +94,12 @@ export class Session {
     let on = openBackend(model, opts.backend, threads);
     let s: SessionState;
     try {
-      s = allocateState(on, c, maxSeqLen);
+      s = allocateState(on, c, maxSeqLen, kvCache);
     } catch (e) {
       // the backend's memory is full (a wasm memory holds 4 GiB): this session runs on ref
       if (!(e instanceof BackendUnavailableError) || on.backend.name === 'ref') throw e;
       on = { ...openBackend(model, 'ref'), fallbackReason: `${on.backend.name} backend unavailable for this session: ${e.message}` };
-      s = allocateState(on, c, maxSeqLen);
+      s = allocateState(on, c, maxSeqLen, kvCache);
     }
     this.on = on;
     this.s = s;
@@ -339,7 +347,7 @@ export class Session {
 /** A session's vectors in the backend's memory (in each part's, for a model split across memories). */
 interface SessionState {
   readonly parts: Activations[]; // per part
-  readonly keyCache: Vector[]; // per layer (maxSeqLen, kvDim), in the layer's part
+  readonly keyCache: Vector[]; // per layer (maxSeqLen, kvDim), in the layer's part, of the session's kvCache type
   readonly valueCache: Vector[]; // per layer (maxSeqLen, kvDim)
 }
 
@@ -359,7 +367,7 @@ interface Activations {
   readonly logits: Vector; // (vocabSize,)
 }
 
-function allocateState(on: BackendModel, c: ModelConfig, maxSeqLen: number): SessionState {
+function allocateState(on: BackendModel, c: ModelConfig, maxSeqLen: number, kvCache: CacheType): SessionState {
   const kv = kvDim(c);
   const parts = on.parts.map((b) => ({
     x: b.vector(c.dim),
@@ -377,8 +385,8 @@ function allocateState(on: BackendModel, c: ModelConfig, maxSeqLen: number): Ses
   }));
   return {
     parts,
-    keyCache: on.layers.map(({ part }) => on.parts[part]!.vector(maxSeqLen * kv)),
-    valueCache: on.layers.map(({ part }) => on.parts[part]!.vector(maxSeqLen * kv)),
+    keyCache: on.layers.map(({ part }) => on.parts[part]!.cache(maxSeqLen * kv, kvCache)),
+    valueCache: on.layers.map(({ part }) => on.parts[part]!.cache(maxSeqLen * kv, kvCache)),
   };
 }
 
@@ -413,7 +421,7 @@ export function forwardBatch(sessions: readonly Session[], tokens: readonly numb
   return Session.forwardBatch(sessions, tokens, positions);
 }
 
-/** Bytes of a session's KV cache for `maxSeqLen` positions. */
-export function kvCacheBytes(c: ModelConfig, maxSeqLen: number): number {
-  return 2 * c.nLayers * maxSeqLen * kvDim(c) * 4;
+/** Bytes of a session's KV cache for `maxSeqLen` positions, `elementBytes` per value (f32: 4, f16: 2). */
+export function kvCacheBytes(c: ModelConfig, maxSeqLen: number, elementBytes = 4): number {
+  return 2 * c.nLayers * maxSeqLen * kvDim(c) * elementBytes;
 }

@@ -194,15 +194,26 @@ export interface AttentionShape {
   readonly headDim: number;
 }
 
+/** A KV cache's values: float32, or IEEE half bit patterns (an f16 cache). */
+export type CacheArray = Float32Array | Uint16Array;
+
 /**
  * Causal attention of position `pos`: each query head (in q, nHeads * headDim) attends over rows
  * 0..pos of its key/value head's cache (keyCache, valueCache: (maxSeqLen, nKvHeads * headDim));
  * the heads' outputs go to `out` (nHeads * headDim). `att` is scratch of at least pos + 1 floats.
+ * An f16 cache's values are widened exactly to float32 as they are read.
  */
 export function attention(
-  out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array,
+  out: Float32Array, q: Float32Array, keyCache: CacheArray, valueCache: CacheArray, att: Float32Array,
   pos: number, shape: AttentionShape,
 ): void {
+  if (keyCache instanceof Uint16Array || valueCache instanceof Uint16Array) {
+    // the plain definition: the same attention over rows 0..pos of the caches widened to float32
+    const t = half16Table('f16');
+    const rows = (pos + 1) * shape.nKvHeads * shape.headDim;
+    const widen = (c: CacheArray) => (c instanceof Uint16Array ? Float32Array.from(c.subarray(0, rows), (h) => t[h]!) : c);
+    return attention(out, q, widen(keyCache), widen(valueCache), att, pos, shape);
+  }
   const { nHeads, nKvHeads, headDim: hs } = shape;
   const kv = nKvHeads * hs;
   const kvMul = nHeads / nKvHeads; // query heads per key/value head

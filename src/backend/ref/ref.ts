@@ -6,10 +6,12 @@
 import type { Model } from '../../model/weights.js';
 import type { Matrix } from '../../model/tensor.js';
 import { readRow } from '../../model/tensor.js';
+import { f32ToF16 } from '../../quant/ggml.js';
 import type { AttentionShape, Backend, Op, Vector, Weight } from '../backend.js';
 import * as ops from './ops.js';
 
 const f32 = (v: Vector) => v as Float32Array;
+const kv = (v: Vector) => v as ops.CacheArray; // a KV cache: float32, or f16 bit patterns
 
 export function createRefBackend(model: Model): Backend {
   return refBackend(Math.max(model.config.dim, model.config.hiddenDim));
@@ -28,7 +30,11 @@ export function refBackend(maxCols: number): Backend {
     write: (dst, src, offset = 0) => f32(dst).set(src, offset),
     read: (v) => f32(v),
     free: () => {}, // garbage-collected
-    copy: (dst, dstOffset, src) => f32(dst).set(f32(src), dstOffset),
+    cache: (length, type) => (type === 'f16' ? new Uint16Array(length) : new Float32Array(length)),
+    copy: (dst, dstOffset, src) => {
+      if (dst instanceof Uint16Array) f32(src).forEach((v, i) => (dst[dstOffset + i] = f32ToF16(v)));
+      else f32(dst).set(f32(src), dstOffset);
+    },
     embed: (out, table, row) => readRow(table, row, f32(out)),
     matvec: (out, x, w) => ops.matmul(f32(out), f32(x), w.host, xq),
     matmul: (outs, xs, w) => {
@@ -40,7 +46,7 @@ export function refBackend(maxCols: number): Backend {
     },
     rmsnorm: (out, x, weight, eps) => ops.rmsnorm(f32(out), f32(x), f32(weight), eps),
     rope: (v, n, headDim, cos, sin) => ops.rope(f32(v), n, headDim, f32(cos), f32(sin)),
-    attention: (out, q, kc, vc, att, pos, shape: AttentionShape) => ops.attention(f32(out), f32(q), f32(kc), f32(vc), f32(att), pos, shape),
+    attention: (out, q, kc, vc, att, pos, shape: AttentionShape) => ops.attention(f32(out), f32(q), kv(kc), kv(vc), f32(att), pos, shape),
     siluMul: (a, b) => ops.siluMul(f32(a), f32(b)),
     add: (x, y) => ops.add(f32(x), f32(y)),
     softmax: (x, n) => ops.softmax(f32(x), n),

@@ -12,16 +12,24 @@ export interface Kernels {
   heapBase(): number;
   readBytes(p: number, n: number): number;
   matvecF32(out: number, x: number, w: number, rows: number, cols: number): void;
-  matvecHalf(out: number, x: number, w: number, rows: number, cols: number, bf16: number): void;
+  matvecF16(out: number, x: number, w: number, rows: number, cols: number): void;
+  matvecBf16(out: number, x: number, w: number, rows: number, cols: number): void;
+  matvecF16Exact(out: number, x: number, w: number, rows: number, cols: number): void;
+  halfSpecials(p: number, n: number): number;
+  blockScaleSpecials(p: number, n: number, blockBytes: number): number;
   quantizeGroups(xq: number, xs: number, x: number, n: number, gs: number): void;
   matvecQ8Groups(out: number, xq: number, xs: number, wq: number, ws: number, rows: number, cols: number, gs: number): void;
   quantizeBlocks32(xq: number, xs: number, xb: number, x: number, n: number): void;
   matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
-  matvecQ4_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  matvecQ4_0(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ6_K(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF32(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  matmulQ4_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matmulF16(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
+  matmulBf16(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
+  matmulF16Exact(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   rmsnorm(o: number, x: number, weight: number, n: number, eps: number): void;
   softmax(x: number, n: number): void;
   argmax(x: number, n: number): number;
@@ -29,6 +37,8 @@ export interface Kernels {
   siluMul(a: number, b: number, n: number): void;
   add(x: number, y: number, n: number): void;
   attention(out: number, q: number, kc: number, vc: number, att: number, pos: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number): void;
+  attentionF16(out: number, q: number, kc: number, vc: number, att: number, pos: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number): void;
+  storeHalves(dst: number, src: number, n: number): void;
 }
 
 /**

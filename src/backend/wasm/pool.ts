@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
 
 /** Matrix-vector kernels by code, as written into a job. */
-export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10 } as const;
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15 } as const;
 
 // ctl layout (Int32Array over its own SharedArrayBuffer)
 const GEN = 0; // job generation, bumped by main
@@ -44,7 +44,8 @@ export const SPIN_US = 200;
 /**
  * One product: out = W · x, with the activations already quantized where the kernel needs it.
  * Batched kernels (mm*): out_b = W · x_b for `nb` vectors; `out` is a table of nb output
- * pointers, and `xq` a table of nb input pointers (mmF32) or nb quantized vectors back to back.
+ * pointers, and `xq` a table of nb input pointers (mmF32, mmF16, mmBf16) or nb quantized vectors back to
+ * back (xs, xb likewise).
  */
 export interface Product {
   kernel: number;
@@ -56,7 +57,7 @@ export interface Product {
   s: number; // q8: the scales
   rows: number;
   cols: number;
-  gs: number; // q8 group size; f16 / bf16: 1 for bf16
+  gs: number; // q8 group size
   rowBytes: number; // bytes of one row of w
   nb?: number; // batched kernels: vectors
 }
@@ -69,16 +70,21 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number): void {
   const w = p.w + r0 * p.rowBytes;
   switch (p.kernel) {
     case KERNEL.f32: return k.matvecF32(out, p.xq, w, n, p.cols);
-    case KERNEL.f16: return k.matvecHalf(out, p.xq, w, n, p.cols, 0);
-    case KERNEL.bf16: return k.matvecHalf(out, p.xq, w, n, p.cols, 1);
+    case KERNEL.f16: return k.matvecF16(out, p.xq, w, n, p.cols);
+    case KERNEL.bf16: return k.matvecBf16(out, p.xq, w, n, p.cols);
+    case KERNEL.f16Exact: return k.matvecF16Exact(out, p.xq, w, n, p.cols);
     case KERNEL.q8: return k.matvecQ8Groups(out, p.xq, p.xs, w, p.s + 4 * r0 * (p.cols / p.gs), n, p.cols, p.gs);
     case KERNEL.Q8_0: return k.matvecQ8_0(out, p.xq, p.xs, w, n, p.cols);
-    case KERNEL.Q4_0: return k.matvecQ4_0(out, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.Q4_0: return k.matvecQ4_0(out, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.Q4_K: return k.matvecQ4_K(out, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.Q6_K: return k.matvecQ6_K(out, p.xq, p.xs, w, n, p.cols);
     case KERNEL.read: return void k.readBytes(w, n * p.rowBytes);
     case KERNEL.mmF32: return k.matmulF32(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmQ8_0: return k.matmulQ8_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.mmQ4_0: return k.matmulQ4_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, p.xb, w, n, p.cols);
+    case KERNEL.mmF16: return k.matmulF16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
+    case KERNEL.mmBf16: return k.matmulBf16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
+    case KERNEL.mmF16Exact: return k.matmulF16Exact(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
   }
 }
 

@@ -19,7 +19,7 @@ import type { Model } from '../../model/weights.js';
 import { kvDim } from '../../model/config.js';
 import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
-import type { AttentionShape, Backend, Op, Vector, Weight } from '../backend.js';
+import type { AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
@@ -51,7 +51,7 @@ function kindOf(m: Matrix): Kind | undefined {
 }
 
 /** The weight types with a batched (matmul) kernel here; the others loop over matvec. */
-export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'Q8_0'];
+export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'Q8_0', 'Q4_0'];
 
 /** Vectors per batched kernel dispatch (a longer matmul is split). */
 export const MAX_BATCH = 64;
@@ -60,9 +60,14 @@ export const MAX_BATCH = 64;
 export const WASM_WEIGHT_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'q8', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
 class WasmVector implements Vector {
-  view: Float32Array;
-  constructor(readonly ptr: number, readonly length: number, buffer: ArrayBuffer) {
-    this.view = new Float32Array(buffer, ptr, length);
+  view: Float32Array; // empty for an f16 cache
+  /** `half`: an f16 KV cache (2 bytes per element), written by `copy` and read by `attention` only. */
+  constructor(readonly ptr: number, readonly length: number, buffer: ArrayBuffer, readonly half = false) {
+    this.view = new Float32Array(buffer, ptr, half ? 0 : length);
+  }
+
+  get bytes(): number {
+    return (this.half ? 2 : 4) * this.length;
   }
 }
 
@@ -171,6 +176,7 @@ export class WasmBackend implements Backend {
   private readonly maxCols: number;
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
+  private readonly specials = new WeakMap<Weight, boolean>(); // see `special`
 
   readonly memory: WasmMemory;
   private readonly k: Kernels;
@@ -219,6 +225,13 @@ export class WasmBackend implements Backend {
     return v;
   }
 
+  cache(length: number, type: CacheType): Vector {
+    if (type === 'f32') return this.vector(length);
+    const v = new WasmVector(this.heap.alloc(2 * length), length, this.memory.buffer, true);
+    this.freed.register(v, { ptr: v.ptr, bytes: v.bytes }, v);
+    return v;
+  }
+
   upload(m: Matrix): WasmWeight {
     const kind = kindOf(m);
     const w: WasmWeight = { rows: m.rows, cols: m.cols, host: m, kind, ptr: 0, sPtr: 0 };
@@ -236,13 +249,14 @@ export class WasmBackend implements Backend {
   /** A float32 view of the vector, remade when the memory has grown (growing detaches old views). */
   private view(v: Vector): Float32Array {
     const wv = v as WasmVector;
+    if (wv.half) throw new Error('internal: an f16 cache has no float32 view');
     if (wv.view.buffer !== this.memory.buffer) wv.view = new Float32Array(this.memory.buffer, wv.ptr, wv.length);
     return wv.view;
   }
 
   free(v: Vector): void {
     const wv = v as WasmVector;
-    if (this.freed.unregister(wv)) this.heap.release(wv.ptr, 4 * wv.length);
+    if (this.freed.unregister(wv)) this.heap.release(wv.ptr, wv.bytes);
   }
 
   write(dst: Vector, src: Float32Array, offset = 0): void {
@@ -257,6 +271,7 @@ export class WasmBackend implements Backend {
     const s = src as WasmVector;
     const d = dst as WasmVector;
     if (dstOffset + s.length > d.length) throw new Error(`internal: copy of ${s.length} floats at ${dstOffset} into ${d.length}`);
+    if (d.half) return this.k.storeHalves(d.ptr + 2 * dstOffset, s.ptr, s.length);
     new Uint8Array(this.memory.buffer).copyWithin(d.ptr + 4 * dstOffset, s.ptr, s.ptr + 4 * s.length);
   }
 
@@ -274,7 +289,7 @@ export class WasmBackend implements Backend {
   matmul(outs: readonly Vector[], xs: readonly Vector[], w: Weight): void {
     if (outs.length !== xs.length) throw new Error(`internal: matmul of ${xs.length} inputs into ${outs.length} outputs`);
     const ww = w as WasmWeight;
-    if (ww.kind !== 'f32' && ww.kind !== 'Q8_0') {
+    if (!ww.kind || !WASM_MATMUL_TYPES.includes(ww.kind) || ((ww.kind === 'Q8_0' || ww.kind === 'Q4_0') && this.special(ww))) {
       // no batched kernel: matvecs, four products per dispatch
       for (let i = 0; i < xs.length; i += MAX_PRODUCTS) {
         this.matvecs(xs.slice(i, i + MAX_PRODUCTS).map((x, j) => [outs[i + j]!, x, w] as const));
@@ -288,26 +303,53 @@ export class WasmBackend implements Backend {
       xTab: this.heap.alloc(4 * MAX_BATCH),
       xq: this.heap.alloc(2 * n * MAX_BATCH),
       xs: this.heap.alloc((n / 8) * MAX_BATCH),
-      xb: this.heap.alloc(n / 8),
+      xb: this.heap.alloc((n / 8) * MAX_BATCH),
     });
     for (let b0 = 0; b0 < xs.length; b0 += MAX_BATCH) {
       const nb = Math.min(MAX_BATCH, xs.length - b0);
       const outTab = new Uint32Array(this.memory.buffer, bt.outTab, nb);
       for (let b = 0; b < nb; b++) outTab[b] = ptr(outs[b0 + b]!);
       const { rows, cols } = ww;
+      const base = { out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, nb };
       let p: Product;
-      if (ww.kind === 'f32') {
+      if (ww.kind === 'f32' || ww.kind === 'f16' || ww.kind === 'bf16') {
         const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
         for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
-        p = { kernel: KERNEL.mmF32, out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, rowBytes: 4 * cols, nb };
+        p = ww.kind === 'f32'
+          ? { ...base, kernel: KERNEL.mmF32, rowBytes: 4 * cols }
+          : { ...base, kernel: this.halfKernels(ww)[1], rowBytes: 2 * cols };
       } else {
-        for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb, ptr(xs[b0 + b]!), cols);
-        p = { kernel: KERNEL.mmQ8_0, out: bt.outTab, xq: bt.xq, xs: bt.xs, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, rowBytes: (ww.host as { rowBytes: number }).rowBytes, nb };
+        // Q8_0, Q4_0: each vector quantized into its own blocks, back to back
+        for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
+        const kernel = ww.kind === 'Q8_0' ? KERNEL.mmQ8_0 : KERNEL.mmQ4_0;
+        p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, rowBytes: (ww.host as { rowBytes: number }).rowBytes };
       }
       const pool = rows * cols * nb >= MIN_PARALLEL_WEIGHTS ? this.threadPool() : undefined;
       if (pool) pool.run([p]);
       else runRows(this.k, p, 0, rows);
     }
+  }
+
+  /**
+   * Whether a weight holds values the fast kernels do not widen exactly (looked at once per
+   * weight): f16 inf / NaN halves (the exact f16 kernels run), or Q8_0 / Q4_0 block scales that
+   * are inf / NaN (the reference op runs).
+   */
+  private special(w: WasmWeight): boolean {
+    let s = this.specials.get(w);
+    if (s === undefined) {
+      if (w.kind === 'f16') s = this.k.halfSpecials(w.ptr, w.rows * w.cols) !== 0;
+      else if (w.kind === 'Q8_0' || w.kind === 'Q4_0') s = this.k.blockScaleSpecials(w.ptr, (w.rows * w.cols) / 32, w.kind === 'Q8_0' ? 34 : 18) !== 0;
+      else s = false;
+      this.specials.set(w, s);
+    }
+    return s;
+  }
+
+  /** The matvec and matmul kernels of a 16-bit weight. */
+  private halfKernels(w: WasmWeight): readonly [number, number] {
+    if (w.kind === 'bf16') return [KERNEL.bf16, KERNEL.mmBf16];
+    return this.special(w) ? [KERNEL.f16Exact, KERNEL.mmF16Exact] : [KERNEL.f16, KERNEL.mmF16];
   }
 
   matvecs(products: ReadonlyArray<readonly [out: Vector, x: Vector, w: Weight]>): void {
@@ -341,7 +383,7 @@ export class WasmBackend implements Backend {
         return { ...base, kernel: KERNEL.f32, rowBytes: 4 * cols };
       case 'f16':
       case 'bf16':
-        return { ...base, kernel: KERNEL[kind], rowBytes: 2 * cols };
+        return { ...base, kernel: this.halfKernels(w)[0], rowBytes: 2 * cols };
       case 'q8': {
         const gs = (w.host as { groupSize: number }).groupSize;
         const q = this.quantized(xp, `q8:${gs}`, slot, (s) => this.k.quantizeGroups(s.xq, s.xs, xp, cols, gs));
@@ -351,13 +393,18 @@ export class WasmBackend implements Backend {
       case 'Q4_0':
       case 'Q4_K':
       case 'Q6_K': {
+        if ((kind === 'Q8_0' || kind === 'Q4_0') && this.special(w)) return this.refProduct(out, x, w);
         const q = this.quantized(xp, 'ggml', slot, (s) => this.k.quantizeBlocks32(s.xq, s.xs, s.xb, xp, cols));
         return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: (w.host as { rowBytes: number }).rowBytes };
       }
       case undefined:
-        ops.matmul(this.view(out), this.view(x), w.host, this.refScratch);
-        return undefined;
+        return this.refProduct(out, x, w);
     }
+  }
+
+  private refProduct(out: Vector, x: Vector, w: WasmWeight): undefined {
+    ops.matmul(this.view(out), this.view(x), w.host, this.refScratch);
+    return undefined;
   }
 
   private quantized(x: number, scheme: string, slot: Slot, quantize: (s: Slot) => void): Slot {
@@ -400,7 +447,9 @@ export class WasmBackend implements Backend {
   }
 
   attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, s: AttentionShape): void {
-    this.k.attention(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+    const half = (keyCache as WasmVector).half;
+    if (half !== (valueCache as WasmVector).half) throw new Error('internal: attention over an f16 and an f32 cache');
+    (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
   }
 
   siluMul(a: Vector, b: Vector): void {
