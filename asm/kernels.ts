@@ -784,6 +784,32 @@ export function matmulQ4_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs:
   matmulQ4Q8(outTab, outOff, nv, xq, xs, xb, w, rows, cols, true);
 }
 
+/** Q4_K and Q6_K batched as Q8_0 / Q4_0: row tiles in cache, each vector with matvec's own loop. */
+export function matmulQ4_K(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
+  matmulK(outTab, outOff, nv, xq, xs, xb, w, rows, cols, 144);
+}
+
+export function matmulQ6_K(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  matmulK(outTab, outOff, nv, xq, xs, 0, w, rows, cols, 210);
+}
+
+// @ts-ignore: decorator
+@inline function matmulK(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, blockBytes: usize): void {
+  const rowBytes = <usize>(cols >> 8) * blockBytes;
+  const qStride = <usize>cols << 1;
+  const sStride = <usize>cols >> 3;
+  const tile = max(4, <i32>(<usize>MM_TILE_Q / rowBytes) & ~3);
+  for (let i0 = 0; i0 < rows; i0 += tile) {
+    const n = min(tile, rows - i0);
+    for (let v = 0; v < nv; v++) {
+      const o = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff + (<usize>i0 << 2);
+      const r = w + <usize>i0 * rowBytes;
+      if (blockBytes == 144) matvecQ4_K(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, r, n, cols);
+      else matvecQ6_K(o, xq + <usize>v * qStride, xs + <usize>v * sStride, r, n, cols);
+    }
+  }
+}
+
 /**
  * 16-bit weights batched: one row × four vectors (xTab: nv input pointers), each 8 weights widened
  * once for the four, in matvecHalfBy's order.
