@@ -40,16 +40,6 @@
   return reinterpret<f32>(reinterpret<u32>(f) | ((h & 0x8000) << 16));
 }
 
-/** The same for four halves zero-extended in i32x4 lanes. */
-// @ts-ignore: decorator
-@inline function h2f4(h: v128): v128 {
-  const em = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
-  const f = f32x4.mul(em, f32x4.splat(reinterpret<f32>(0x77800000)));
-  const special = i32x4.ge_s(em, i32x4.splat(0x0f800000));
-  const v = v128.bitselect(v128.or(em, i32x4.splat(0x7f800000)), f, special);
-  return v128.or(v, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
-}
-
 /** Exact integer dot product of 16 int8 pairs, as four i32 partial sums. */
 // @ts-ignore: decorator
 @inline function dot16(a: v128, b: v128): v128 {
@@ -115,7 +105,8 @@ export function matvecF32(out: usize, x: usize, w: usize, rows: i32, cols: i32):
 // float32 with an arithmetic shift by 3 (exponent and mantissa into float32's places, the sign
 // kept in bit 31), a mask, and a multiply by 2^112 that rebiases the exponent (subnormals
 // included): three SIMD ops for four weights. That is exact for every finite half; a matrix
-// holding inf or NaN halves (`halfSpecials` finds them once per matrix) takes the slower `h2f4`.
+// holding inf or NaN halves (`halfSpecials` finds them once per matrix) takes a variant that also
+// sets the exponent of those (HALF_F16_EXACT).
 //
 // Order of a row's sum (every 16-bit product, matvec or matmul, follows it, so they agree bit for
 // bit): one f32x4 accumulator over 8 columns at a time (the low 4, then the high 4), its lanes
@@ -178,8 +169,8 @@ export function blockScaleSpecials(p: usize, n: i32, blockBytes: i32): i32 {
 }
 
 /**
- * out = W · x for 16-bit weights, four rows at a time sharing each load of x (a last group of
- * fewer rows repeats its last row and stores only its own).
+ * out = W · x for 16-bit weights, four rows at a time sharing each load of x: rows i, i + q,
+ * i + 2q, i + 3q as in matvecQ4Q8 (four streams in separate pages).
  */
 // @ts-ignore: decorator
 @inline function matvecHalfBy(out: usize, x: usize, w: usize, rows: i32, cols: i32, mode: i32): void {
@@ -303,15 +294,6 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
   }
 }
 
-/** Exact integer dot product of 16 int8 weights with 16 int16 activations at `a`, as four i32 partial sums. */
-// @ts-ignore: decorator
-@inline function dotW8A16(w: v128, a: usize): v128 {
-  return i32x4.add(
-    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), v128.load(a)),
-    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), v128.load(a, 16)),
-  );
-}
-
 // Q8_0 and Q4_0: the order of a row's sum (matvec and matmul follow it, so they agree bit for bit):
 // per block b, the exact integer dot product isum_b of the block's weights with the int16
 // activations, then, in float32, sum += f32(isum_b) · (d_b · xs_b), block after block. The
@@ -366,19 +348,10 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
   );
 }
 
-/** Store the first n (1 … 4) lanes of v at o. */
-// @ts-ignore: decorator
-@inline function storeLanes(o: usize, v: v128, n: i32): void {
-  if (n >= 4) {
-    v128.store(o, v);
-    return;
-  }
-  store<f32>(o, f32x4.extract_lane(v, 0));
-  if (n > 1) store<f32>(o, f32x4.extract_lane(v, 1), 4);
-  if (n > 2) store<f32>(o, f32x4.extract_lane(v, 2), 8);
-}
-
-/** Q8_0 and Q4_0 matvec, four rows at a time (a last group of fewer repeats its last row). */
+/**
+ * Q8_0 and Q4_0 matvec, four rows at a time: rows i, i + q, i + 2q, i + 3q (q = rows / 4 rounded up;
+ * a row past the end repeats row i), so that the four streams lie in separate pages.
+ */
 // @ts-ignore: decorator
 @inline function matvecQ4Q8(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
@@ -649,13 +622,13 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
   const y = (h << 7) + (k << 5) + lc; // first weight of the group in the super-block
   const ap = a + (<usize>y << 1);
   const x0 = v128.load(ap), x1 = v128.load(ap, 16);
-  const r0 = dotW8A16x(weightsQ6K(p0, h, lc, k), x0, x1);
+  const r0 = dotW8A16(weightsQ6K(p0, h, lc, k), x0, x1);
   store<i32>(o, i32x4.extract_lane(r0, 0));
-  const r1 = dotW8A16x(weightsQ6K(p1, h, lc, k), x0, x1);
+  const r1 = dotW8A16(weightsQ6K(p1, h, lc, k), x0, x1);
   store<i32>(o, i32x4.extract_lane(r1, 0));
-  const r2 = dotW8A16x(weightsQ6K(p2, h, lc, k), x0, x1);
+  const r2 = dotW8A16(weightsQ6K(p2, h, lc, k), x0, x1);
   store<i32>(o, i32x4.extract_lane(r2, 0));
-  const r3 = dotW8A16x(weightsQ6K(p3, h, lc, k), x0, x1);
+  const r3 = dotW8A16(weightsQ6K(p3, h, lc, k), x0, x1);
   const isum = hsum4i(r0, r1, r2, r3);
   const j = ((h << 3) + (lc >> 4) + (k << 1)) & 3; // the scale's byte in each lane
   const sc = f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(scs, 24 - (j << 3)), 24)); // signed
@@ -663,9 +636,9 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
 }
 
-/** dotW8A16 with the 16 activations already loaded (x0: the first 8, x1: the next 8). */
+/** Exact integer dot product of 16 int8 weights with 16 int16 activations (x0: the first 8, x1: the next 8), as four i32 partial sums. */
 // @ts-ignore: decorator
-@inline function dotW8A16x(w: v128, x0: v128, x1: v128): v128 {
+@inline function dotW8A16(w: v128, x0: v128, x1: v128): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), x1));
 }
 
@@ -782,6 +755,32 @@ export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs:
 
 export function matmulQ4_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
   matmulQ4Q8(outTab, outOff, nv, xq, xs, xb, w, rows, cols, true);
+}
+
+/** Q4_K and Q6_K batched as Q8_0 / Q4_0: row tiles in cache, each vector with matvec's own loop. */
+export function matmulQ4_K(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
+  matmulK(outTab, outOff, nv, xq, xs, xb, w, rows, cols, 144);
+}
+
+export function matmulQ6_K(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
+  matmulK(outTab, outOff, nv, xq, xs, 0, w, rows, cols, 210);
+}
+
+// @ts-ignore: decorator
+@inline function matmulK(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, blockBytes: usize): void {
+  const rowBytes = <usize>(cols >> 8) * blockBytes;
+  const qStride = <usize>cols << 1;
+  const sStride = <usize>cols >> 3;
+  const tile = max(4, <i32>(<usize>MM_TILE_Q / rowBytes) & ~3);
+  for (let i0 = 0; i0 < rows; i0 += tile) {
+    const n = min(tile, rows - i0);
+    for (let v = 0; v < nv; v++) {
+      const o = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff + (<usize>i0 << 2);
+      const r = w + <usize>i0 * rowBytes;
+      if (blockBytes == 144) matvecQ4_K(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, r, n, cols);
+      else matvecQ6_K(o, xq + <usize>v * qStride, xs + <usize>v * sStride, r, n, cols);
+    }
+  }
 }
 
 /**

@@ -27,6 +27,8 @@ export interface Kernels {
   matmulF32(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulQ4_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matmulQ4_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matmulQ6_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF16(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   matmulBf16(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   matmulF16Exact(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;

@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
 
 /** Matrix-vector kernels by code, as written into a job. */
-export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15 } as const;
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17 } as const;
 
 // ctl layout (Int32Array over its own SharedArrayBuffer)
 const GEN = 0; // job generation, bumped by main
@@ -82,6 +82,8 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number): void {
     case KERNEL.mmF32: return k.matmulF32(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmQ8_0: return k.matmulQ8_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
     case KERNEL.mmQ4_0: return k.matmulQ4_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, p.xb, w, n, p.cols);
+    case KERNEL.mmQ4_K: return k.matmulQ4_K(p.out, 4 * r0, p.nb!, p.xq, p.xs, p.xb, w, n, p.cols);
+    case KERNEL.mmQ6_K: return k.matmulQ6_K(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
     case KERNEL.mmF16: return k.matmulF16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmBf16: return k.matmulBf16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmF16Exact: return k.matmulF16Exact(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);

@@ -51,7 +51,7 @@ function kindOf(m: Matrix): Kind | undefined {
 }
 
 /** The weight types with a batched (matmul) kernel here; the others loop over matvec. */
-export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'Q8_0', 'Q4_0'];
+export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
 /** Vectors per batched kernel dispatch (a longer matmul is split). */
 export const MAX_BATCH = 64;
@@ -319,9 +319,9 @@ export class WasmBackend implements Backend {
           ? { ...base, kernel: KERNEL.mmF32, rowBytes: 4 * cols }
           : { ...base, kernel: this.halfKernels(ww)[1], rowBytes: 2 * cols };
       } else {
-        // Q8_0, Q4_0: each vector quantized into its own blocks, back to back
+        // ggml blocks: each vector quantized into its own blocks, back to back
         for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
-        const kernel = ww.kind === 'Q8_0' ? KERNEL.mmQ8_0 : KERNEL.mmQ4_0;
+        const kernel = { Q8_0: KERNEL.mmQ8_0, Q4_0: KERNEL.mmQ4_0, Q4_K: KERNEL.mmQ4_K, Q6_K: KERNEL.mmQ6_K }[ww.kind as 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K'];
         p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, rowBytes: (ww.host as { rowBytes: number }).rowBytes };
       }
       const pool = rows * cols * nb >= MIN_PARALLEL_WEIGHTS ? this.threadPool() : undefined;
