@@ -111,6 +111,8 @@ test('bad flags: unknown, missing value, out of range, not a number; a prompt lo
     [['-n', '2.5'], /-n expects an integer/],
     [['-s', 'x'], /-s expects a number/],
     [['-m', 'dance'], /-m .*generate.*chat/],
+    [['--kv-cache', 'f8'], /--kv-cache must be f32 or f16; got 'f8'/],
+    [['--threads', '0'], /--threads must be ≥ 1/],
   ];
   for (const [flags, mention] of bad) {
     assertCleanFailure(runCli(['run', ckpt, '-z', tok, ...flags]), EXIT_CODES.INVALID_ARGUMENT, [mention], flags.join(' '));

@@ -48,6 +48,12 @@ test('greedy generation equals run.c: stdout of llamats run, and the tok/s line 
     assert.equal(r.stdout, c.output);
     const lines = r.stderr.trimEnd().split('\n');
     assert.match(lines.at(-1)!, /^achieved tok\/s: \d+\.\d{6}$/);
+    // threads never change the output; an f16 KV cache runs (its logits differ by a half's rounding)
+    const two = runCli(['run', ckpt, '-z', tokPath, '-t', '0', '-n', String(c.steps), '-i', c.prompt, '--threads', '2']);
+    assert.equal(two.stdout, c.output);
+    const half = runCli(['run', ckpt, '-z', tokPath, '-t', '0', '-n', String(c.steps), '-i', c.prompt, '--kv-cache', 'f16']);
+    assert.equal(half.status, 0, half.stderr);
+    assert.ok(half.stdout.startsWith(c.prompt), half.stdout);
   }
 });
 

@@ -26,6 +26,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { long: '--fit', key: 'fit', kind: 'string', placeholder: 'auto|check', help: 'when the model does not fit in memory: auto = quantize on load / shorten the context, check = stop with the choices', default: 'check' },
   { long: '--quantize', key: 'quantize', kind: 'string', placeholder: 'q8_0|q4_0', help: 'quantize the weights while loading' },
   { long: '--threads', key: 'threads', kind: 'int', placeholder: 'int', help: 'threads of the matrix products (wasm backend)', default: 'LLAMATS_THREADS, else the physical cores' },
+  { long: '--kv-cache', key: 'kvCache', kind: 'string', placeholder: 'f32|f16', help: 'element type of the KV cache (f16 halves its memory)', default: 'f32' },
   { long: '--verbose', key: 'verbose', kind: 'bool', help: 'on errors, print the chain of causes' },
   { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
 ];
@@ -69,7 +70,8 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   const system = flags.system as string | undefined;
   const threads = flags.threads as number | undefined;
   if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
-  const session = threads !== undefined ? { threads } : {};
+  const kvCache = parseKvCache(flags.kvCache);
+  const session = { ...(threads !== undefined ? { threads } : {}), kvCache };
 
   const tokenizerPath = findTokenizer(flags.tokenizer as string | undefined, checkpoint, io.cwd);
   const tokenizer = Tokenizer.load(tokenizerPath);
@@ -112,6 +114,13 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
     }
     if (r.value.text) io.stdout(r.value.text);
   }
+}
+
+/** The --kv-cache value: 'f32' (the default) or 'f16'. */
+export function parseKvCache(v: unknown): 'f32' | 'f16' {
+  if (v === undefined || v === 'f32') return 'f32';
+  if (v === 'f16') return 'f16';
+  throw new InvalidArgumentError(`--kv-cache must be f32 or f16; got '${String(v)}'`, '--kv-cache');
 }
 
 /** The --fit value: 'auto' or 'check' (the default). */
