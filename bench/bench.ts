@@ -55,6 +55,7 @@ interface Ours {
   decode: number;
   prefill: number;
   peakRssMiB: number;
+  baseRssMiB: number; // VmRSS of the child before it loads anything (Node, the modules, the kernels)
 }
 
 interface Theirs {
@@ -71,6 +72,7 @@ const promptIds = (n: number) => Array.from({ length: n }, (_, i) => 3 + ((i * 7
 /** Child: llamats on one file. */
 function measureOurs(file: string, threads: number, steps: number, prefill: number): Ours {
   const ctx = Math.max(steps, prefill);
+  const baseRssMiB = rssKiB() / 1024;
   const l0 = performance.now();
   const model = loadModel(file, { maxSeqLen: ctx });
   const session = new Session(model, { maxSeqLen: ctx, backend: 'wasm', threads });
@@ -97,7 +99,7 @@ function measureOurs(file: string, threads: number, steps: number, prefill: numb
   const readMs = performance.now() - r0;
   return {
     threads, backend: session.backend, weightBytes, fileWeightBytes, kvBytes: kvCacheBytes(model.config, ctx), readMs, loadMs, decode,
-    prefill: prefillTps, peakRssMiB,
+    prefill: prefillTps, peakRssMiB, baseRssMiB,
   };
 }
 
@@ -144,6 +146,12 @@ async function measureTheirs(file: string, threads: number, steps: number, prefi
   await model.dispose();
   await llama.dispose();
   return { threads, loadMs, decode, prefill: prefillTps, peakRssMiB };
+}
+
+/** VmRSS of this process now. */
+function rssKiB(): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) : process.memoryUsage().rss / 1024;
 }
 
 /** VmHWM of this process (getrusage's maxRSS would include the parent's before exec). */
@@ -241,10 +249,11 @@ async function main(): Promise<void> {
         }
         const bound = bw.get(t)! / r.weightBytes;
         const rssRatio = (r.peakRssMiB * 2 ** 20) / (r.fileWeightBytes + r.kvBytes);
+        const rssAbove = ((r.peakRssMiB - r.baseRssMiB) * 2 ** 20) / (r.fileWeightBytes + r.kvBytes);
         console.error(`${f.shape} ${type} ${t}t: decode ${fmt(r.decode)} (llama.cpp ${cppCell('decode')}), prefill ${fmt(r.prefill)} (llama.cpp ${cppCell('prefill')})`);
         rows.push(
           `| ${name} | ${fmt(r.readMs, 0)} | ${fmt(r.loadMs, 0)} (${fmt(r.loadMs / r.readMs, 2)}) | ${t} | ${fmt(r.decode)} | ${cppCell('decode')} | ${fmt(r.decode / bestDecode, 2)} | ${fmt(bound)} (${fmt(r.decode / bound, 2)}) ` +
-            `| ${fmt(r.prefill)} | ${cppCell('prefill')} | ${fmt(r.prefill / bestPrefill, 2)} | ${fmt(r.peakRssMiB, 0)} (${fmt(rssRatio, 2)}) | ${theirs.map((x) => fmt(x.peakRssMiB, 0)).join(' / ') || '—'} |`,
+            `| ${fmt(r.prefill)} | ${cppCell('prefill')} | ${fmt(r.prefill / bestPrefill, 2)} | ${fmt(r.peakRssMiB, 0)} (${fmt(rssRatio, 2)}; ${fmt(rssAbove, 2)} above ${fmt(r.baseRssMiB, 0)}) | ${theirs.map((x) => fmt(x.peakRssMiB, 0)).join(' / ') || '—'} |`,
         );
       }
     }
@@ -257,7 +266,7 @@ async function main(): Promise<void> {
     `Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / GiB).toFixed(0)} GiB, Node ${process.version}; llama.cpp = node-llama-cpp 3.21.1 (prebuilt CPU build)`,
     `Decode: "steps" positions from BOS, greedy; prefill: a "prompt"-token prompt. llama.cpp columns: 1 thread / 2 threads; "× cpp" is over its better one.`,
     '',
-    '| model | type | file MB | steps / prompt | read file ms | load ms (× read) | threads | decode tok/s | llama.cpp decode 1t / 2t | × cpp | bound tok/s (× bound) | prefill tok/s | llama.cpp prefill 1t / 2t | × cpp | peak RSS MiB (× weights+KV) | llama.cpp peak RSS 1t / 2t |',
+    '| model | type | file MB | steps / prompt | read file ms | load ms (× read) | threads | decode tok/s | llama.cpp decode 1t / 2t | × cpp | bound tok/s (× bound) | prefill tok/s | llama.cpp prefill 1t / 2t | × cpp | peak RSS MiB (× weights+KV; × above the runtime alone (MiB)) | llama.cpp peak RSS 1t / 2t |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   const run = `- \`${cmd}\` (\`npm run bench\` builds first), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, load average ${load} at the end; read bandwidth (SIMD kernel, 256 MiB) ${[...bw].map(([t, b]) => `${(b / 1e9).toFixed(1)} GB/s on ${t} thread${t > 1 ? 's' : ''}`).join(', ')}; copy bandwidth (1 thread, read + write) ${(copyBw / 1e9).toFixed(1)} GB/s`;

@@ -171,9 +171,10 @@ class FileCursor {
   }
   /** A u64 as a number; values above 2^53 are refused (no file is that large). */
   u64(what: string): number {
-    const v = this.view.getBigUint64(this.need(8, what), true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${what} is ${v}, larger than any file; the file is corrupt`);
-    return Number(v);
+    const at = this.need(8, what);
+    const hi = this.view.getUint32(at + 4, true);
+    if (hi >= 2 ** 21) this.fail(`${what} is ${this.view.getBigUint64(at, true)}, larger than any file; the file is corrupt`);
+    return hi * 2 ** 32 + this.view.getUint32(at, true);
   }
   /** A copy of the next n bytes (a fresh buffer at offset 0, so typed arrays can view it). */
   bytes(n: number, what: string): Uint8Array<ArrayBuffer> {
@@ -191,7 +192,14 @@ class FileCursor {
   string(what: string): string {
     const n = this.u64(`length of ${what}`);
     if (n > this.remaining) this.fail(`${what}: string length ${n} at offset ${this.pos - 8} runs past the end of the file (${this.remaining} bytes remain)`);
-    return utf8.decode(this.bytes(n, what));
+    const at = this.need(n, what);
+    // short ASCII strings (most vocabulary entries) without TextDecoder's per-call cost
+    if (n <= 64) {
+      let ascii = true;
+      for (let i = at; i < at + n; i++) if (this.buf[i]! >= 0x80) ascii = false;
+      if (ascii) return String.fromCharCode.apply(null, this.buf.subarray(at, at + n) as unknown as number[]);
+    }
+    return utf8.decode(this.buf.subarray(at, at + n));
   }
   value(type: number, what: string, depth = 0): GgufValue {
     const t = VALUE_TYPES[type];
@@ -209,7 +217,10 @@ class FileCursor {
       } else if (it.name === 'bool') {
         value = Array.from(this.bytes(n, what), (b) => b !== 0);
       } else if (it.name === 'string') {
-        value = Array.from({ length: n }, (_, i) => this.string(`${what}[${i}]`));
+        const items: string[] = new Array(n);
+        const item = `${what}[…]`; // the label of an item (a label per item would cost more than the read)
+        for (let i = 0; i < n; i++) items[i] = this.string(item);
+        value = items;
       } else {
         value = Array.from({ length: n }, (_, i) => this.value(itemTypeId, `${what}[${i}]`, depth + 1) as GgufArray);
       }
