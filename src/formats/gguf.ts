@@ -136,6 +136,8 @@ class FileCursor {
   private bufStart = 0; // file offset of buf[0]
   private bufLen = 0; // bytes of buf read from the file (buf may be larger)
   private view = new DataView(this.buf.buffer);
+  /** Leave arrays of strings (the vocabulary) unread: for loading weights, which never use them. */
+  skipStrings = false;
   constructor(readonly fd: number, readonly size: number, readonly path: string) {}
 
   get remaining(): number {
@@ -217,9 +219,16 @@ class FileCursor {
       } else if (it.name === 'bool') {
         value = Array.from(this.bytes(n, what), (b) => b !== 0);
       } else if (it.name === 'string') {
-        const items: string[] = new Array(n);
+        const items: string[] = new Array(n); // holes when skipped
         const item = `${what}[…]`; // the label of an item (a label per item would cost more than the read)
-        for (let i = 0; i < n; i++) items[i] = this.string(item);
+        for (let i = 0; i < n; i++) {
+          if (!this.skipStrings) items[i] = this.string(item);
+          else {
+            const len = this.u64(`length of ${item}`);
+            if (len > this.remaining) this.fail(`${item}: string length ${len} at offset ${this.pos - 8} runs past the end of the file (${this.remaining} bytes remain)`);
+            this.pos += len;
+          }
+        }
         value = items;
       } else {
         value = Array.from({ length: n }, (_, i) => this.value(itemTypeId, `${what}[${i}]`, depth + 1) as GgufArray);
@@ -246,12 +255,17 @@ class FileCursor {
 
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
-/** Read a GGUF file's header: metadata and tensor infos. Tensor data is not read. */
-export function readGgufHeader(path: string): GgufHeader {
+/**
+ * Read a GGUF file's header: metadata and tensor infos. Tensor data is not read; with
+ * `skipStrings`, neither are the strings of string arrays (the vocabulary: arrays of holes).
+ */
+export function readGgufHeader(path: string, opts: { skipStrings?: boolean } = {}): GgufHeader {
   const size = statFile(path);
   const fd = fs.openSync(path, 'r');
   try {
-    return parseHeader(new FileCursor(fd, size, path));
+    const cursor = new FileCursor(fd, size, path);
+    cursor.skipStrings = opts.skipStrings ?? false;
+    return parseHeader(cursor);
   } finally {
     fs.closeSync(fd);
   }
@@ -355,7 +369,7 @@ export interface GgufLoadOptions {
 
 /** Load a GGUF model of architecture `llama`. */
 export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
-  const h = readGgufHeader(path);
+  const h = readGgufHeader(path, { skipStrings: true }); // the weights need no vocabulary
   const meta = new GgufMetadata(h);
   const arch = meta.string('general.architecture');
   if (arch !== 'llama') throw new UnsupportedModelError(`${path}: GGUF architecture "${arch}" is not supported; llamats runs "llama" models`);
