@@ -16,6 +16,7 @@
  *
  *   node dist/bench/serve-bench.js [--model bench/models/stories110M-random.bin] [--tokenizer ../shared/models/tokenizer.bin]
  *     [--levels 1,4,16,64] [--tokens 32] [--slots 64] [--ctx 256] [--threads 1] [--write]   (--write: docs/PERFORMANCE.md)
+ *     [--url http://127.0.0.1:PORT]   (a server started by hand, e.g. under node --cpu-prof: no child started)
  *
  * --threads sets the server's LLAMATS_THREADS: 1 by default, because the client runs on the same
  * 2-core machine (with 2 threads the server's products wait for the core the client is using).
@@ -45,6 +46,8 @@ const ctx = Number(arg('ctx', '256'));
 /** Threads of the server's products (LLAMATS_THREADS): 1 by default, the client needs the other core. */
 const threads = Number(arg('threads', '1'));
 const write = process.argv.includes('--write');
+/** A server already running (e.g. started under `node --cpu-prof`): bench it instead of starting one. */
+const serverUrl = arg('url', '');
 
 interface StreamTiming {
   sent: number;
@@ -165,7 +168,7 @@ async function main(): Promise<void> {
   const computeBound = (threads * gflops * 1e9) / (2 * perToken);
   console.error(`kernel: ${gflops.toFixed(1)} GFLOP/s per thread (cache-resident f32 matvec); ${threads} server thread(s) → arithmetic bound ≈ ${computeBound.toFixed(0)} tok/s for ${(perToken / 1e6).toFixed(1)}M weights per token`);
 
-  const srv = await startServer();
+  const srv = serverUrl ? { url: serverUrl, stop: () => {} } : await startServer();
   const results: LevelResult[] = [];
   try {
     await stream(srv.url, 8); // warm-up: the kernels compiled, a slot allocated

@@ -145,6 +145,58 @@ test('stop strings: matched across token boundaries, never sent, streamed or not
   assert.equal(r.finish_reason, 'length');
 });
 
+test('stop strings with logprobs: a token the stop string cuts has no entry; every entry lies in the text sent', async (t) => {
+  const e = engineFor(t);
+  if (!e) return;
+  const base = { model: M, prompt: 'Once upon a time', max_tokens: 40, temperature: 0, logprobs: 1 };
+  const free = (await e.completions.create(base)).choices[0]!;
+  const lp = free.logprobs!;
+  const ends = lp.tokens.map((tok, i) => lp.text_offset[i]! + tok.length);
+  // stop strings that start inside a token: one ending inside a later token, one inside the
+  // same token; and one that starts exactly where a token starts
+  const first = (stop: string, at: number) => free.text.indexOf(stop) === at;
+  const k = lp.tokens.findIndex((tok, i) => i > 1 && tok.length >= 3 && lp.tokens[i + 1]!.length >= 2 && first(free.text.slice(lp.text_offset[i]! + 1, ends[i + 1]! - 1), lp.text_offset[i]! + 1));
+  const h = lp.tokens.findIndex((tok, i) => i > 1 && tok.length >= 4 && first(tok.slice(1, -1), lp.text_offset[i]! + 1));
+  const j = lp.tokens.findIndex((tok, i) => i > 1 && first(tok + lp.tokens[i + 1]!, lp.text_offset[i]!));
+  assert.ok(k > 0 && h > 0 && j > 0, `no tokens to cut in ${JSON.stringify(lp.tokens)}`);
+  const cases: Array<[stop: string, cut: number | undefined]> = [
+    [free.text.slice(lp.text_offset[k]! + 1, ends[k + 1]! - 1), k],
+    [lp.tokens[h]!.slice(1, -1), h],
+    [lp.tokens[j]! + lp.tokens[j + 1]!, undefined],
+  ];
+  for (const [stop, cutToken] of cases) {
+    const at = free.text.indexOf(stop);
+    const r: Completion['choices'][number] = (await e.completions.create({ ...base, stop })).choices[0]!;
+    assert.equal(r.text, free.text.slice(0, at));
+    assert.equal(r.finish_reason, 'stop');
+    // the entries: exactly the free run's tokens whose text ends at or before the stop string
+    const keep = ends.filter((end) => end <= at).length;
+    assert.equal(keep, cutToken ?? j);
+    assert.deepEqual(r.logprobs!.tokens, lp.tokens.slice(0, keep), JSON.stringify(stop));
+    assert.deepEqual(r.logprobs!.token_logprobs, lp.token_logprobs.slice(0, keep));
+    assert.deepEqual(r.logprobs!.text_offset, lp.text_offset.slice(0, keep));
+    r.logprobs!.tokens.forEach((tok, i) => assert.equal(r.text.slice(r.logprobs!.text_offset[i]!, r.logprobs!.text_offset[i]! + tok.length), tok));
+    // the head of the cut token is in the text, with no entry: the entries' text is the text up to it
+    assert.equal(r.logprobs!.tokens.join(''), free.text.slice(0, cutToken !== undefined ? lp.text_offset[cutToken]! : at));
+    // streamed: the same text and entries
+    const chunks: Completion[] = await collect(await e.completions.create({ ...base, stop, stream: true }));
+    assert.equal(chunks.map((c) => c.choices[0]!.text).join(''), r.text);
+    assert.deepEqual(chunks.flatMap((c) => c.choices[0]!.logprobs?.tokens ?? []), r.logprobs!.tokens);
+  }
+  // chat: the same rule for logprobs.content
+  const req = { model: M, messages: [{ role: 'user' as const, content: 'Tell me a story.' }], max_tokens: 40, temperature: 0, logprobs: true };
+  const chat = (await e.chat.completions.create(req)).choices[0]!;
+  const content = chat.logprobs!.content!;
+  let off = 0;
+  const cEnds = content.map((c) => (off += c.token.length));
+  const m = content.findIndex((c, i) => i > 0 && c.token.length >= 2 && chat.message.content!.indexOf(chat.message.content!.slice(cEnds[i]! - c.token.length + 1, cEnds[i]! + 1)) === cEnds[i]! - c.token.length + 1 && i + 1 < content.length);
+  assert.ok(m > 0);
+  const stop = chat.message.content!.slice(cEnds[m]! - content[m]!.token.length + 1, cEnds[m]! + 1);
+  const cut = (await e.chat.completions.create({ ...req, stop })).choices[0]!;
+  assert.equal(cut.message.content, chat.message.content!.slice(0, cEnds[m]! - content[m]!.token.length + 1));
+  assert.deepEqual(cut.logprobs!.content, content.slice(0, m));
+});
+
 test('penalties and logit_bias change the logits as OpenAI documents', async (t) => {
   const e = engineFor(t);
   if (!e) return;
