@@ -28,6 +28,7 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   { long: '--queue', key: 'queue', kind: 'int', placeholder: 'int', help: 'sequences that may wait for a slot; beyond, 429 + Retry-After', default: '4 × slots' },
   { long: '--ctx', key: 'ctx', kind: 'int', placeholder: 'int', help: "positions per slot (prompt + answer)", default: "the model's context, at most 4096" },
   { long: '--prefill-chunk', key: 'prefillChunk', kind: 'int', placeholder: 'int', help: 'prompt tokens run per step between decode steps', default: '32' },
+  { long: '--threads', key: 'threads', kind: 'int', placeholder: 'int', help: 'threads of the matrix products (wasm backend); leave a core to clients on the same machine', default: 'LLAMATS_THREADS, else the physical cores' },
   { long: '--max-body', key: 'maxBody', kind: 'int', placeholder: 'bytes', help: 'largest request body', default: '1048576' },
   { long: '--chat-format', key: 'chatFormat', kind: 'string', placeholder: 'llama2|llama3|template', help: 'how messages become the prompt', default: "template if the tokenizer has one, else llama3 for Llama 3 vocabularies, else llama2" },
   { long: '--chat-template', key: 'chatTemplate', kind: 'string', placeholder: 'file', help: 'a Jinja chat template file to use instead of the tokenizer\'s' },
@@ -58,6 +59,10 @@ export async function serveCommand(argv: readonly string[], io: RunIO & { signal
     const v = flags[k] as number | undefined;
     if (v !== undefined && v < (k === 'queue' ? 0 : 1)) throw new InvalidArgumentError(`--${k === 'prefillChunk' ? 'prefill-chunk' : k === 'maxBody' ? 'max-body' : k} must be ≥ ${k === 'queue' ? 0 : 1}; got ${v}`);
   }
+  const threads = flags.threads as number | undefined;
+  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
+  // sessions take their default thread count from LLAMATS_THREADS (src/backend/backend.ts)
+  if (threads !== undefined) process.env.LLAMATS_THREADS = String(threads);
   const chatFormat = flags.chatFormat as string | undefined;
   if (chatFormat !== undefined && !['llama2', 'llama3', 'template'].includes(chatFormat)) throw new InvalidArgumentError(`--chat-format must be llama2, llama3 or template; got '${chatFormat}'`, '--chat-format');
   let chatTemplate: string | undefined;
