@@ -231,6 +231,11 @@ export class Session {
   static forwardRuns(runs: ReadonlyArray<{ session: Session; tokens: readonly number[]; pos: number; logits: boolean }>): Array<Float32Array | undefined> {
     const first = runs[0]?.session;
     if (!first) return [];
+    if (runs.length === 1 && runs[0]!.tokens.length === 1) {
+      // one token alone: forward's fused dispatches (q, k, v together; w1, w3 together) sync the threads less often
+      const logits = first.forward(runs[0]!.tokens[0]!, runs[0]!.pos);
+      return [runs[0]!.logits ? logits : undefined];
+    }
     if (runs.some((r) => r.session.on !== first.on) || new Set(runs.map((r) => r.session)).size !== runs.length) {
       return runs.map((r) => {
         const logits = r.session.prefill(r.tokens, r.pos);
