@@ -247,6 +247,34 @@ test('continuous batching does not change any sequence: concurrent = alone', asy
   assert.ok(st.sessions <= 4, `at most one KV cache per slot (${st.sessions})`);
 });
 
+test('prompt budget per step: --prefill-chunk while others decode, 4× when none does', async (t) => {
+  const e = engineFor(t, { slots: 4, prefillChunk: 4 });
+  if (!e) return;
+  const s = stories(t)!;
+  const six = s.tokenizer.encode('Once upon a time there', { bos: true });
+  assert.equal(six.length, 6);
+  const prompt = [...six, ...six, ...six]; // 18 tokens
+  const req = { model: M, prompt, max_tokens: 1, temperature: 0 };
+  // nothing decoding: 16 prompt tokens in the first step, 2 in the second (its token comes there)
+  let before = e.stats().steps;
+  await e.completions.create(req);
+  assert.equal(e.stats().steps - before, 2);
+  // three prompts sent together share the same budget: 16 + 2 tokens
+  before = e.stats().steps;
+  await Promise.all([0, 1, 2].map(() => e.completions.create({ ...req, prompt: six })));
+  assert.equal(e.stats().steps - before, 2);
+  // while another sequence decodes: 4 prompt tokens per step, 5 steps for 18
+  let steps = -1;
+  for await (const c of await e.completions.create({ model: M, prompt: [1], max_tokens: 30, temperature: 0, stream: true })) {
+    if (steps === -1 && c.choices[0]?.text) {
+      before = e.stats().steps;
+      await e.completions.create(req);
+      steps = e.stats().steps - before;
+    }
+  }
+  assert.equal(steps, 5);
+});
+
 test('cancellation: an abort or leaving the loop frees the slot at once', async (t) => {
   const e = engineFor(t, { slots: 2 });
   if (!e) return;

@@ -27,7 +27,7 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   { long: '--slots', key: 'slots', kind: 'int', placeholder: 'int', help: 'sequences decoded together (one KV cache each)', default: '16' },
   { long: '--queue', key: 'queue', kind: 'int', placeholder: 'int', help: 'sequences that may wait for a slot; beyond, 429 + Retry-After', default: '4 × slots' },
   { long: '--ctx', key: 'ctx', kind: 'int', placeholder: 'int', help: "positions per slot (prompt + answer)", default: "the model's context, at most 4096" },
-  { long: '--prefill-chunk', key: 'prefillChunk', kind: 'int', placeholder: 'int', help: 'prompt tokens run per step between decode steps', default: '32' },
+  { long: '--prefill-chunk', key: 'prefillChunk', kind: 'int', placeholder: 'int', help: 'prompt tokens run per step while other sequences decode (4 × that when none does)', default: '32' },
   { long: '--threads', key: 'threads', kind: 'int', placeholder: 'int', help: 'threads of the matrix products (wasm backend); leave a core to clients on the same machine', default: 'LLAMATS_THREADS, else the physical cores' },
   { long: '--max-body', key: 'maxBody', kind: 'int', placeholder: 'bytes', help: 'largest request body', default: '1048576' },
   { long: '--chat-format', key: 'chatFormat', kind: 'string', placeholder: 'llama2|llama3|template', help: 'how messages become the prompt', default: "template if the tokenizer has one, else llama3 for Llama 3 vocabularies, else llama2" },

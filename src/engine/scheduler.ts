@@ -7,7 +7,7 @@
  *                  the next token of every decoding sequence  →  each gets the same share: no starving
  *                  chunks of the prefilling sequences' prompts (`prefillChunk` tokens per step in
  *                  all), so a long prompt delays the others' next token by one chunk, not by the
- *                  whole prompt
+ *                  whole prompt; 4 × `prefillChunk` when no sequence decodes (nobody to delay)
  *   between steps the event loop runs (two turns): new requests, aborts and streamed chunks go through
  *   (a sequence that scores its prompt, echo with logprobs, runs it a token at a time, yielding
  *   every ~20 ms).
@@ -37,7 +37,7 @@ export interface SchedulerOptions {
   maxQueue?: number;
   /** Positions of each slot's KV cache. Default: the model's context (the Engine caps its default at 4096). */
   contextLength?: number;
-  /** Prompt tokens run per step, all prefilling sequences together. Default 32. */
+  /** Prompt tokens run per step, all prefilling sequences together, while others decode (4 × that when none does). Default 32. */
   prefillChunk?: number;
   backend?: BackendChoice;
 }
@@ -213,7 +213,9 @@ export class Scheduler {
     }
     const prefilling = this.running.filter((s) => s.state === 'prefill' && !s.cancelled);
     const scoring: Array<{ seq: Sequence; n: number }> = [];
-    let budget = this.prefillChunk;
+    // the budget protects the decoding sequences' next token; with none decoding (a burst of
+    // new requests) a step takes more, so that they start decoding together
+    let budget = runs.length > 0 ? this.prefillChunk : IDLE_PREFILL_STEPS * this.prefillChunk;
     for (let k = 0; k < prefilling.length && budget > 0; k++) {
       const s = prefilling[(this.prefillTurn + k) % prefilling.length]!;
       const n = Math.min(budget, s.prefillLeft);
@@ -283,6 +285,9 @@ export class Scheduler {
     return s.state === 'decode' || s.params.promptLogprobs || s.pos + n === s.prompt.length;
   }
 }
+
+/** Prompt budget of a step with no decoding sequence, in steps' worth (`prefillChunk`). */
+const IDLE_PREFILL_STEPS = 4;
 
 /** One sequence's tokens in a step: its decode token, or a chunk of its prompt. */
 interface Run {
