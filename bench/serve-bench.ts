@@ -9,16 +9,17 @@
  * slowest stream's tok/s over the fastest's).
  *
  * The bound: each step of a batched forward pass reads every weight once and does 2 flops per
- * weight per sequence, so batching helps until the batch is arithmetic-bound. The bench measures
- * the matrix-vector kernel's rate on a cache-resident matrix (no memory traffic: the compute
- * ceiling of this kernel) and turns it into the largest aggregate tok/s the server's threads could
- * compute: threads × GFLOP/s ÷ (2 × weights per token).
+ * weight per sequence, so batching helps until the batch is arithmetic-bound. Before starting the
+ * server the bench times the f32 matmul kernel (the one a step runs) on B = 16 vectors × each of
+ * the model's matrix shapes on the server's thread count, and turns it into the most tokens per
+ * second a batch of 16 could compute: 16 ÷ (the products of one step).
  *
  *   node dist/bench/serve-bench.js [--model bench/models/stories110M-random.bin] [--tokenizer ../shared/models/tokenizer.bin]
  *     [--levels 1,4,16,64] [--tokens 32] [--slots 64] [--ctx 256] [--threads 1] [--write]   (--write: docs/PERFORMANCE.md)
+ *     [--url http://127.0.0.1:PORT]   (a server started by hand, e.g. under node --cpu-prof: no child started)
  *
- * --threads sets the server's LLAMATS_THREADS: 1 by default, because the client runs on the same
- * 2-core machine (with 2 threads the server's products wait for the core the client is using).
+ * --threads is the server's `--threads` (threads of the products), 1 by default: the client runs
+ * on the same 2-core machine, and the other engineers' processes too (see docs/PERFORMANCE.md).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -42,9 +43,11 @@ const levels = arg('levels', '1,4,16,64').split(',').map(Number);
 const tokens = Number(arg('tokens', '32'));
 const slots = Number(arg('slots', '64'));
 const ctx = Number(arg('ctx', '256'));
-/** Threads of the server's products (LLAMATS_THREADS): 1 by default, the client needs the other core. */
+/** Threads of the server's products (`serve --threads`): 1 by default, the client needs the other core. */
 const threads = Number(arg('threads', '1'));
 const write = process.argv.includes('--write');
+/** A server already running (e.g. started under `node --cpu-prof`): bench it instead of starting one. */
+const serverUrl = arg('url', '');
 
 interface StreamTiming {
   sent: number;
@@ -58,7 +61,7 @@ function pct(xs: number[], p: number): number {
 }
 
 async function startServer(): Promise<{ url: string; stop: () => void }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/src/cli/main.js'), 'serve', modelPath, '-z', tokPath, '--port', '0', '--slots', String(slots), '--ctx', String(ctx), '--queue', '1024'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LLAMATS_THREADS: String(threads) } });
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/src/cli/main.js'), 'serve', modelPath, '-z', tokPath, '--port', '0', '--slots', String(slots), '--ctx', String(ctx), '--queue', '1024', '--threads', String(threads)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -110,6 +113,8 @@ interface LevelResult {
   itl50: number;
   itl99: number;
   fairness: number;
+  minRate: number;
+  maxRate: number;
 }
 
 async function level(url: string, c: number): Promise<LevelResult> {
@@ -134,24 +139,45 @@ async function level(url: string, c: number): Promise<LevelResult> {
     itl50: pct(itl, 50),
     itl99: pct(itl, 99),
     fairness: Math.min(...rates) / Math.max(...rates),
+    minRate: Math.min(...rates),
+    maxRate: Math.max(...rates),
   };
 }
 
-/** GFLOP/s of the f32 matrix-vector kernel on a cache-resident matrix, one thread. */
-function kernelGflops(): number {
-  const rows = 256;
-  const cols = 256;
-  const b = createBackend('wasm', { maxCols: cols, weightBytes: rows * cols * 4, threads: 1 });
-  const data = new Float32Array(rows * cols).map((_, i) => Math.sin(i));
-  const w = b.upload({ type: 'f32', rows, cols, data });
-  const x = b.vector(cols, new Float32Array(cols).fill(0.5));
-  const out = b.vector(rows);
-  for (let i = 0; i < 200; i++) b.matvec(out, x, w);
-  const iters = 4000;
-  const t0 = performance.now();
-  for (let i = 0; i < iters; i++) b.matvec(out, x, w);
-  const s = (performance.now() - t0) / 1000;
-  return (2 * rows * cols * iters) / s / 1e9;
+/**
+ * The arithmetic bound of a batched step: the f32 matmul kernel (Backend.matmul, the one each
+ * step runs) on `threads` threads, B = `batch` vectors × each of the model's matrix shapes
+ * (random weights of the real sizes; the classifier's 98 MB does not stay in cache), timed best of
+ * a few, then summed over the layers as a step runs them. Returns the kernel's GFLOP/s over a
+ * whole step and the tokens per second that makes: B ÷ the step's product time.
+ */
+function matmulBound(c: ReturnType<typeof readLlama2cCheckpoint>['config'], batch: number): { gflops: number; tokPerS: number } {
+  const kv = kvDim(c);
+  // [rows, cols, times per token]: wq and wo, wk and wv, w1 and w3, w2 (per layer), the classifier
+  const shapes: Array<[number, number, number]> = [[c.dim, c.dim, 2 * c.nLayers], [kv, c.dim, 2 * c.nLayers], [c.hiddenDim, c.dim, 2 * c.nLayers], [c.dim, c.hiddenDim, c.nLayers], [c.vocabSize, c.dim, 1]];
+  const maxCols = Math.max(c.dim, c.hiddenDim);
+  const weightBytes = shapes.reduce((a, [r, k]) => a + 4 * r * k, 0) + (1 << 20);
+  const b = createBackend('wasm', { maxCols, weightBytes, threads });
+  let stepMs = 0;
+  let flops = 0;
+  for (const [rows, cols, times] of shapes) {
+    const data = new Float32Array(rows * cols);
+    for (let i = 0; i < data.length; i++) data[i] = Math.sin(i) * 0.1;
+    const w = b.upload({ type: 'f32', rows, cols, data });
+    const xs = Array.from({ length: batch }, (_, v) => b.vector(cols, new Float32Array(cols).map((_, i) => Math.cos(i + v))));
+    const outs = Array.from({ length: batch }, () => b.vector(rows));
+    const reps = Math.max(2, Math.round(2e8 / (rows * cols * batch)));
+    for (let i = 0; i < reps; i++) b.matmul(outs, xs, w); // warm-up: V8 optimizes the kernel
+    let best = Infinity;
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) b.matmul(outs, xs, w);
+      best = Math.min(best, (performance.now() - t0) / reps);
+    }
+    stepMs += best * times;
+    flops += 2 * rows * cols * batch * times;
+  }
+  return { gflops: flops / (stepMs / 1000) / 1e9, tokPerS: batch / (stepMs / 1000) };
 }
 
 async function main(): Promise<void> {
@@ -160,31 +186,31 @@ async function main(): Promise<void> {
   // weights multiplied per token: q, k, v, o and the three FFN matrices of every layer, and the classifier
   const perToken = c.nLayers * (2 * c.dim * c.dim + 2 * c.dim * kvDim(c) + 3 * c.dim * c.hiddenDim) + c.vocabSize * c.dim;
   const load = os.loadavg()[0]!;
-  const gflops = kernelGflops();
   const cores = os.availableParallelism();
-  const computeBound = (threads * gflops * 1e9) / (2 * perToken);
-  console.error(`kernel: ${gflops.toFixed(1)} GFLOP/s per thread (cache-resident f32 matvec); ${threads} server thread(s) → arithmetic bound ≈ ${computeBound.toFixed(0)} tok/s for ${(perToken / 1e6).toFixed(1)}M weights per token`);
+  const bound = matmulBound(c, 16);
+  console.error(`f32 matmul kernel, B = 16, ${threads} thread(s): ${bound.gflops.toFixed(1)} GFLOP/s over a step's products → arithmetic bound ≈ ${bound.tokPerS.toFixed(0)} tok/s for ${(perToken / 1e6).toFixed(1)}M weights per token`);
 
-  const srv = await startServer();
+  const srv = serverUrl ? { url: serverUrl, stop: () => {} } : await startServer();
   const results: LevelResult[] = [];
   try {
     await stream(srv.url, 8); // warm-up: the kernels compiled, a slot allocated
     for (const l of levels) {
       const r = await level(srv.url, l);
       results.push(r);
-      console.error(`${l} streams: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, aggregate ${r.aggregate.toFixed(1)} tok/s, decode ${r.decode.toFixed(1)} tok/s, TTFT p50 ${r.ttft50.toFixed(0)} ms p99 ${r.ttft99.toFixed(0)} ms, ITL p50 ${r.itl50.toFixed(0)} ms p99 ${r.itl99.toFixed(0)} ms, fairness ${r.fairness.toFixed(2)}`);
+      console.error(`${l} streams: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, aggregate ${r.aggregate.toFixed(1)} tok/s, decode ${r.decode.toFixed(1)} tok/s, TTFT p50 ${r.ttft50.toFixed(0)} ms p99 ${r.ttft99.toFixed(0)} ms, ITL p50 ${r.itl50.toFixed(0)} ms p99 ${r.itl99.toFixed(0)} ms, per stream ${r.minRate.toFixed(1)}–${r.maxRate.toFixed(1)} tok/s (fairness ${r.fairness.toFixed(2)})`);
     }
   } finally {
     srv.stop();
   }
   const single = results.find((r) => r.concurrency === 1)?.decode ?? NaN;
-  const rows = results.map((r) => `| ${r.concurrency} | ${r.tokens} | ${r.seconds.toFixed(1)} | ${r.aggregate.toFixed(1)} | ${r.decode.toFixed(1)} | ${(r.decode / single).toFixed(2)} | ${r.ttft50.toFixed(0)} / ${r.ttft99.toFixed(0)} | ${r.itl50.toFixed(0)} / ${r.itl99.toFixed(0)} | ${r.fairness.toFixed(2)} |`);
+  const at16 = results.find((r) => r.concurrency === 16);
+  const rows = results.map((r) => `| ${r.concurrency} | ${r.tokens} | ${r.seconds.toFixed(1)} | ${r.aggregate.toFixed(1)} | ${r.decode.toFixed(1)} | ${(r.decode / single).toFixed(2)} | ${r.ttft50.toFixed(0)} / ${r.ttft99.toFixed(0)} | ${r.itl50.toFixed(0)} / ${r.itl99.toFixed(0)} | ${r.minRate.toFixed(1)} / ${r.maxRate.toFixed(1)} (${r.fairness.toFixed(2)}) |`);
   const table = [
     `Command: \`${['node dist/bench/serve-bench.js', ...process.argv.slice(2)].join(' ')}\` (\`npm run bench:serve\` builds first), ${new Date().toISOString().slice(0, 10)}`,
-    `Model: ${path.basename(modelPath)} (${(parameterCount(c) / 1e6).toFixed(1)}M parameters, f32), server \`--slots ${slots} --ctx ${ctx}\` with LLAMATS_THREADS=${threads}, ${tokens} tokens per stream, greedy; machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${cores} cores, Node ${process.version}; load average before: ${load.toFixed(2)}`,
-    `Arithmetic bound: the f32 matvec kernel computes ${gflops.toFixed(1)} GFLOP/s per thread on a cache-resident matrix; ${threads} thread(s) × that ÷ (2 × ${(perToken / 1e6).toFixed(1)}M weights per token) ≈ **${computeBound.toFixed(0)} tok/s**, the most any batch can reach here`,
+    `Model: ${path.basename(modelPath)} (${(parameterCount(c) / 1e6).toFixed(1)}M parameters, f32), server \`--slots ${slots} --ctx ${ctx} --threads ${threads}\`, ${tokens} tokens per stream, greedy; machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${cores} cores, Node ${process.version}; load average before: ${load.toFixed(2)}`,
+    `Arithmetic bound: the f32 matmul kernel (B = 16 vectors × the model's matrix shapes, ${threads} thread(s), measured before the server starts) computes ${bound.gflops.toFixed(1)} GFLOP/s; ÷ (2 × ${(perToken / 1e6).toFixed(1)}M weights per token) ≈ **${bound.tokPerS.toFixed(0)} tok/s**, the most a batch of 16 can reach here${at16 ? ` (16 streams: decode ${at16.decode.toFixed(1)} tok/s = ${(at16.decode / bound.tokPerS).toFixed(2)} of it)` : ''}; load average after: ${os.loadavg()[0]!.toFixed(2)}`,
     '',
-    '| streams | tokens | seconds | aggregate tok/s | decode tok/s | × 1 stream | TTFT p50 / p99 ms | ITL p50 / p99 ms | fairness (min/max tok/s) |',
+    '| streams | tokens | seconds | aggregate tok/s | decode tok/s | × 1 stream | TTFT p50 / p99 ms | ITL p50 / p99 ms | per-stream tok/s min / max (fairness) |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
   ].join('\n');

@@ -145,6 +145,58 @@ test('stop strings: matched across token boundaries, never sent, streamed or not
   assert.equal(r.finish_reason, 'length');
 });
 
+test('stop strings with logprobs: a token the stop string cuts has no entry; every entry lies in the text sent', async (t) => {
+  const e = engineFor(t);
+  if (!e) return;
+  const base = { model: M, prompt: 'Once upon a time', max_tokens: 40, temperature: 0, logprobs: 1 };
+  const free = (await e.completions.create(base)).choices[0]!;
+  const lp = free.logprobs!;
+  const ends = lp.tokens.map((tok, i) => lp.text_offset[i]! + tok.length);
+  // stop strings that start inside a token: one ending inside a later token, one inside the
+  // same token; and one that starts exactly where a token starts
+  const first = (stop: string, at: number) => free.text.indexOf(stop) === at;
+  const k = lp.tokens.findIndex((tok, i) => i > 1 && tok.length >= 3 && lp.tokens[i + 1]!.length >= 2 && first(free.text.slice(lp.text_offset[i]! + 1, ends[i + 1]! - 1), lp.text_offset[i]! + 1));
+  const h = lp.tokens.findIndex((tok, i) => i > 1 && tok.length >= 4 && first(tok.slice(1, -1), lp.text_offset[i]! + 1));
+  const j = lp.tokens.findIndex((tok, i) => i > 1 && first(tok + lp.tokens[i + 1]!, lp.text_offset[i]!));
+  assert.ok(k > 0 && h > 0 && j > 0, `no tokens to cut in ${JSON.stringify(lp.tokens)}`);
+  const cases: Array<[stop: string, cut: number | undefined]> = [
+    [free.text.slice(lp.text_offset[k]! + 1, ends[k + 1]! - 1), k],
+    [lp.tokens[h]!.slice(1, -1), h],
+    [lp.tokens[j]! + lp.tokens[j + 1]!, undefined],
+  ];
+  for (const [stop, cutToken] of cases) {
+    const at = free.text.indexOf(stop);
+    const r: Completion['choices'][number] = (await e.completions.create({ ...base, stop })).choices[0]!;
+    assert.equal(r.text, free.text.slice(0, at));
+    assert.equal(r.finish_reason, 'stop');
+    // the entries: exactly the free run's tokens whose text ends at or before the stop string
+    const keep = ends.filter((end) => end <= at).length;
+    assert.equal(keep, cutToken ?? j);
+    assert.deepEqual(r.logprobs!.tokens, lp.tokens.slice(0, keep), JSON.stringify(stop));
+    assert.deepEqual(r.logprobs!.token_logprobs, lp.token_logprobs.slice(0, keep));
+    assert.deepEqual(r.logprobs!.text_offset, lp.text_offset.slice(0, keep));
+    r.logprobs!.tokens.forEach((tok, i) => assert.equal(r.text.slice(r.logprobs!.text_offset[i]!, r.logprobs!.text_offset[i]! + tok.length), tok));
+    // the head of the cut token is in the text, with no entry: the entries' text is the text up to it
+    assert.equal(r.logprobs!.tokens.join(''), free.text.slice(0, cutToken !== undefined ? lp.text_offset[cutToken]! : at));
+    // streamed: the same text and entries
+    const chunks: Completion[] = await collect(await e.completions.create({ ...base, stop, stream: true }));
+    assert.equal(chunks.map((c) => c.choices[0]!.text).join(''), r.text);
+    assert.deepEqual(chunks.flatMap((c) => c.choices[0]!.logprobs?.tokens ?? []), r.logprobs!.tokens);
+  }
+  // chat: the same rule for logprobs.content
+  const req = { model: M, messages: [{ role: 'user' as const, content: 'Tell me a story.' }], max_tokens: 40, temperature: 0, logprobs: true };
+  const chat = (await e.chat.completions.create(req)).choices[0]!;
+  const content = chat.logprobs!.content!;
+  let off = 0;
+  const cEnds = content.map((c) => (off += c.token.length));
+  const m = content.findIndex((c, i) => i > 0 && c.token.length >= 2 && chat.message.content!.indexOf(chat.message.content!.slice(cEnds[i]! - c.token.length + 1, cEnds[i]! + 1)) === cEnds[i]! - c.token.length + 1 && i + 1 < content.length);
+  assert.ok(m > 0);
+  const stop = chat.message.content!.slice(cEnds[m]! - content[m]!.token.length + 1, cEnds[m]! + 1);
+  const cut = (await e.chat.completions.create({ ...req, stop })).choices[0]!;
+  assert.equal(cut.message.content, chat.message.content!.slice(0, cEnds[m]! - content[m]!.token.length + 1));
+  assert.deepEqual(cut.logprobs!.content, content.slice(0, m));
+});
+
 test('penalties and logit_bias change the logits as OpenAI documents', async (t) => {
   const e = engineFor(t);
   if (!e) return;
@@ -193,6 +245,34 @@ test('continuous batching does not change any sequence: concurrent = alone', asy
   assert.equal(st.running, 0);
   assert.equal(st.waiting, 0);
   assert.ok(st.sessions <= 4, `at most one KV cache per slot (${st.sessions})`);
+});
+
+test('prompt budget per step: --prefill-chunk while others decode, 4× when none does', async (t) => {
+  const e = engineFor(t, { slots: 4, prefillChunk: 4 });
+  if (!e) return;
+  const s = stories(t)!;
+  const six = s.tokenizer.encode('Once upon a time there', { bos: true });
+  assert.equal(six.length, 6);
+  const prompt = [...six, ...six, ...six]; // 18 tokens
+  const req = { model: M, prompt, max_tokens: 1, temperature: 0 };
+  // nothing decoding: 16 prompt tokens in the first step, 2 in the second (its token comes there)
+  let before = e.stats().steps;
+  await e.completions.create(req);
+  assert.equal(e.stats().steps - before, 2);
+  // three prompts sent together share the same budget: 16 + 2 tokens
+  before = e.stats().steps;
+  await Promise.all([0, 1, 2].map(() => e.completions.create({ ...req, prompt: six })));
+  assert.equal(e.stats().steps - before, 2);
+  // while another sequence decodes: 4 prompt tokens per step, 5 steps for 18
+  let steps = -1;
+  for await (const c of await e.completions.create({ model: M, prompt: [1], max_tokens: 30, temperature: 0, stream: true })) {
+    if (steps === -1 && c.choices[0]?.text) {
+      before = e.stats().steps;
+      await e.completions.create(req);
+      steps = e.stats().steps - before;
+    }
+  }
+  assert.equal(steps, 5);
 });
 
 test('cancellation: an abort or leaving the loop frees the slot at once', async (t) => {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ContextOverflowError, InvalidArgumentError, kvCacheBytes, loadModel, Session, Tokenizer, generate } from '../src/index.js';
+import { ContextOverflowError, InvalidArgumentError, kvCacheBytes, loadModel, randomModel, Session, Tokenizer, generate, type Model } from '../src/index.js';
 import { nmse, shared } from './helpers.js';
 
 test('forward refuses tokens outside the vocabulary and positions outside the cache', (t) => {
@@ -86,5 +86,37 @@ test('an f16 KV cache (kvCache: f16) gives logits close to the f32 cache on ref 
     // a half keeps 11 significant bits (relative rounding ≤ 2^-12): measured ≈2e-7
     assert.ok(worst > 0 && worst < 1e-5, `${backend}: logits nmse f16 vs f32 cache ${worst}`);
     t.diagnostic(`${backend}: logits nmse, f16 vs f32 KV cache, at most ${worst.toExponential(2)}`);
+  }
+});
+
+test("Session.forwardRuns: prompt chunks and decode tokens of several sessions in one pass equal each one's forward, bit for bit", () => {
+  const shape = { dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 300, seqLen: 90, sharedClassifier: false };
+  const model: Model = { ...randomModel(shape, 5, 0.2), source: { path: '(random)', format: 'f32' } };
+  const tok = (i: number, pos: number) => (i * 31 + pos * 7 + 3) % shape.vocabSize;
+  for (const [backend, threads] of [['ref', 1], ['wasm', 1], ['wasm', 2]] as const) {
+    const solo = Array.from({ length: 4 }, () => new Session(model, { backend, threads }));
+    const batch = Array.from({ length: 4 }, () => new Session(model, { backend, threads }));
+    const pos = [0, 0, 0, 0];
+    // per step, tokens per session: prompt chunks of several lengths (70 in one run: over one
+    // batched pass of 64), single tokens, sessions that sit a step out; logits asked of some
+    const steps: Array<Array<[session: number, n: number, logits: boolean]>> = [
+      [[0, 5, true], [1, 70, false], [2, 1, true]],
+      [[0, 1, true], [1, 3, true], [3, 9, false], [2, 1, false]],
+      [[3, 2, true], [0, 1, true], [1, 1, true], [2, 4, true]],
+    ];
+    for (const step of steps) {
+      const runs = step.map(([i, n, logits]) => ({ session: batch[i]!, tokens: Array.from({ length: n }, (_, t) => tok(i, pos[i]! + t)), pos: pos[i]!, logits }));
+      const got = Session.forwardRuns(runs).map((l) => (l ? Float32Array.from(l) : undefined));
+      step.forEach(([i, n, logits], j) => {
+        let want!: Float32Array;
+        for (let t = 0; t < n; t++) want = Float32Array.from(solo[i]!.forward(tok(i, pos[i]! + t), pos[i]! + t));
+        if (logits) assert.deepEqual(got[j], want, `${backend} ${threads} threads: session ${i} at ${pos[i]}`);
+        else assert.equal(got[j], undefined);
+        pos[i]! += n;
+      });
+    }
+    // a bad token anywhere refuses the whole pass before anything runs
+    assert.throws(() => Session.forwardRuns([{ session: batch[0]!, tokens: [1], pos: pos[0]!, logits: true }, { session: batch[1]!, tokens: [1, 300], pos: pos[1]!, logits: true }]), InvalidArgumentError);
+    assert.throws(() => Session.forwardRuns([{ session: batch[0]!, tokens: [1, 2], pos: shape.seqLen - 1, logits: true }]), ContextOverflowError);
   }
 });

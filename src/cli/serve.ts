@@ -16,7 +16,7 @@ import { defaultTokenizerPath } from '../llama.js';
 import { fitModel } from '../plan.js';
 import { DEFAULT_MAX_CONTEXT } from '../engine/engine.js';
 import { parseQuantize } from './plan.js';
-import { parseFit } from './run.js';
+import { parseFit, parseKvCache } from './run.js';
 
 export const SERVE_FLAGS: readonly FlagSpec[] = [
   { short: '-z', long: '--tokenizer', key: 'tokenizer', kind: 'string', placeholder: 'path', help: 'tokenizer file', default: "the model directory's own (Hugging Face, GGUF); required for llama2.c files" },
@@ -27,7 +27,9 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   { long: '--slots', key: 'slots', kind: 'int', placeholder: 'int', help: 'sequences decoded together (one KV cache each)', default: '16' },
   { long: '--queue', key: 'queue', kind: 'int', placeholder: 'int', help: 'sequences that may wait for a slot; beyond, 429 + Retry-After', default: '4 × slots' },
   { long: '--ctx', key: 'ctx', kind: 'int', placeholder: 'int', help: "positions per slot (prompt + answer)", default: "the model's context, at most 4096" },
-  { long: '--prefill-chunk', key: 'prefillChunk', kind: 'int', placeholder: 'int', help: 'prompt tokens run per step between decode steps', default: '32' },
+  { long: '--prefill-chunk', key: 'prefillChunk', kind: 'int', placeholder: 'int', help: 'prompt tokens run per step while other sequences decode (4 × that when none does)', default: '32' },
+  { long: '--kv-cache', key: 'kvCache', kind: 'string', placeholder: 'f32|f16', help: 'element type of the KV caches (f16 halves them)', default: 'f32' },
+  { long: '--threads', key: 'threads', kind: 'int', placeholder: 'int', help: 'threads of the matrix products (wasm backend); leave a core to clients on the same machine', default: 'LLAMATS_THREADS, else the physical cores' },
   { long: '--max-body', key: 'maxBody', kind: 'int', placeholder: 'bytes', help: 'largest request body', default: '1048576' },
   { long: '--chat-format', key: 'chatFormat', kind: 'string', placeholder: 'llama2|llama3|template', help: 'how messages become the prompt', default: "template if the tokenizer has one, else llama3 for Llama 3 vocabularies, else llama2" },
   { long: '--chat-template', key: 'chatTemplate', kind: 'string', placeholder: 'file', help: 'a Jinja chat template file to use instead of the tokenizer\'s' },
@@ -58,6 +60,9 @@ export async function serveCommand(argv: readonly string[], io: RunIO & { signal
     const v = flags[k] as number | undefined;
     if (v !== undefined && v < (k === 'queue' ? 0 : 1)) throw new InvalidArgumentError(`--${k === 'prefillChunk' ? 'prefill-chunk' : k === 'maxBody' ? 'max-body' : k} must be ≥ ${k === 'queue' ? 0 : 1}; got ${v}`);
   }
+  const threads = flags.threads as number | undefined;
+  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
+  const kvCache = parseKvCache(flags.kvCache);
   const chatFormat = flags.chatFormat as string | undefined;
   if (chatFormat !== undefined && !['llama2', 'llama3', 'template'].includes(chatFormat)) throw new InvalidArgumentError(`--chat-format must be llama2, llama3 or template; got '${chatFormat}'`, '--chat-format');
   let chatTemplate: string | undefined;
@@ -94,9 +99,11 @@ export async function serveCommand(argv: readonly string[], io: RunIO & { signal
     ...opt('prefillChunk', flags.prefillChunk as number | undefined),
     ...opt('chatFormat', chatFormat as DialogFormat | undefined),
     ...opt('chatTemplate', chatTemplate),
+    ...opt('threads', threads),
+    kvCache,
   });
   // every slot may hold a KV cache: refuse up front rather than fail under load
-  const kv = engine.scheduler.slots * kvCacheBytes(engine.model.config, engine.contextLength);
+  const kv = engine.scheduler.slots * kvCacheBytes(engine.model.config, engine.contextLength, kvCache === 'f16' ? 2 : 4);
   if (kv > os.freemem()) {
     throw new OutOfMemoryError(`${engine.scheduler.slots} slots × ${engine.contextLength} positions need ${formatBytes(kv)} of KV cache but ${formatBytes(os.freemem())} is free; lower --slots or --ctx`, kv, os.freemem());
   }

@@ -3,28 +3,31 @@
  *
  *   each step:   drop finished and cancelled sequences (their KV-cache slot is free at once)
  *                admit waiting sequences into free slots (first come, first served)
- *                every decoding sequence runs one token  →  each gets the same share: no starving
- *                prefilling sequences run their prompt in chunks (`prefillChunk` tokens per step
- *                in all), so a long prompt delays the others' next token by one chunk, not by
- *                the whole prompt
- *   between steps (and every ~20 ms inside one) the event loop runs: new requests, aborts and
- *   streamed chunks go through.
+ *                one batched forward pass runs
+ *                  the next token of every decoding sequence  →  each gets the same share: no starving
+ *                  chunks of the prefilling sequences' prompts (`prefillChunk` tokens per step in
+ *                  all), so a long prompt delays the others' next token by one chunk, not by the
+ *                  whole prompt; 4 × `prefillChunk` when no sequence decodes (nobody to delay)
+ *   between steps the event loop runs (two turns): new requests, aborts and streamed chunks go through
+ *   (a sequence that scores its prompt, echo with logprobs, runs it a token at a time, yielding
+ *   every ~20 ms).
  *
  * Slots: at most `slots` sequences are in the batch, each owning one Session (its KV cache,
  * `contextLength` positions), kept in a pool and reused, so memory stays at `slots` KV caches
  * however many requests come. Beyond that, up to `maxQueue` sequences wait; more are refused
  * with RateLimitError (HTTP 429 + Retry-After).
  *
- * Where the weights are read: `runBatch` below runs one token of each sequence. For the decoding
- * sequences of a step that is one `forwardBatch` (src/model/forward.ts): B tokens of B sessions
- * through one matrix-matrix product per weight (Backend.matmul with B columns) and attention per
- * session, so each weight is read once per step, not once per sequence (docs/SERVER.md,
- * "Continuous batching"). Prompt chunks still run a token at a time.
+ * Where the weights are read: each step is one `Session.forwardRuns` (src/model/forward.ts): the
+ * decode tokens and the prompt chunks of the step, B tokens in all, through one matrix-matrix
+ * product per weight (Backend.matmul with B columns), attention per token against its own
+ * session's KV cache, and the classifier only for the tokens whose logits are needed. So each
+ * weight is read once per step, not once per sequence or prompt token (docs/SERVER.md,
+ * "Continuous batching").
  */
 import { RateLimitError } from '../errors.js';
-import { Session, forwardBatch } from '../model/forward.js';
+import { Session, type SessionOptions } from '../model/forward.js';
 import type { Model } from '../model/weights.js';
-import type { BackendChoice } from '../backend/backend.js';
+import type { BackendChoice, CacheType } from '../backend/backend.js';
 import type { Sequence } from './sequence.js';
 
 export interface SchedulerOptions {
@@ -34,9 +37,13 @@ export interface SchedulerOptions {
   maxQueue?: number;
   /** Positions of each slot's KV cache. Default: the model's context (the Engine caps its default at 4096). */
   contextLength?: number;
-  /** Prompt tokens run per step, all prefilling sequences together. Default 32. */
+  /** Prompt tokens run per step, all prefilling sequences together, while others decode (4 × that when none does). Default 32. */
   prefillChunk?: number;
   backend?: BackendChoice;
+  /** Threads of the matrix products (default: LLAMATS_THREADS, else the physical cores). */
+  threads?: number;
+  /** Element type of every slot's KV cache (default 'f32'; 'f16' halves it). */
+  kvCache?: CacheType;
 }
 
 export interface SchedulerStats {
@@ -60,6 +67,7 @@ export class Scheduler {
   readonly prefillChunk: number;
   private readonly model: Model;
   private readonly backend: BackendChoice | undefined;
+  private readonly sessionOptions: SessionOptions;
   private readonly waiting: Sequence[] = [];
   private running: Sequence[] = [];
   private readonly pool: Session[] = [];
@@ -77,6 +85,7 @@ export class Scheduler {
     this.contextLength = opts.contextLength ?? model.config.seqLen;
     this.prefillChunk = opts.prefillChunk ?? 32;
     this.backend = opts.backend;
+    this.sessionOptions = { ...(opts.threads !== undefined ? { threads: opts.threads } : {}), ...(opts.kvCache !== undefined ? { kvCache: opts.kvCache } : {}) };
   }
 
   /** Queue the sequences of one request, all or none; throws RateLimitError when the queue is full. */
@@ -138,6 +147,11 @@ export class Scheduler {
         this.admit();
         if (this.running.length === 0) break;
         await this.step();
+        // two turns of the event loop between steps: a request's headers and its body often come
+        // in separate reads, and the server reads its sockets only here; with one turn, requests
+        // sent together entered the batch about one per step (serve-bench, 16 streams), with two
+        // all in the same step
+        await new Promise((r) => setImmediate(r));
         await new Promise((r) => setImmediate(r));
       }
     } finally {
@@ -178,7 +192,7 @@ export class Scheduler {
       let session = this.pool.pop();
       if (!session) {
         try {
-          session = new Session(this.model, { maxSeqLen: this.contextLength, ...(this.backend !== undefined ? { backend: this.backend } : {}) });
+          session = new Session(this.model, { ...this.sessionOptions, maxSeqLen: this.contextLength, ...(this.backend !== undefined ? { backend: this.backend } : {}) });
           this.sessions++;
         } catch (e) {
           s.fail(e);
@@ -190,81 +204,99 @@ export class Scheduler {
     }
   }
 
-  /** One step: a token for every decoding sequence, a chunk of prompt for the prefilling ones. */
+  /**
+   * One step, one batched forward pass: the next token of every decoding sequence and up to
+   * `prefillChunk` prompt tokens of the prefilling ones (whole chunks per sequence, starting with a
+   * different one each step: round robin), so each weight is read once per step for all of them.
+   * A sequence that scores its prompt (echo with logprobs) needs the logits of every prompt token:
+   * its prompt runs a token at a time, after the batch.
+   */
   private async step(): Promise<void> {
     this.steps++;
-    let lastYield = performance.now();
-    const pause = async () => {
-      if (performance.now() - lastYield > 20) {
-        await new Promise((r) => setImmediate(r));
-        lastYield = performance.now();
-      }
-    };
-    // every decoding sequence's next token in one batched pass (one read of each weight)
-    const decoding = this.running.filter((s) => s.state === 'decode' && !s.cancelled);
-    if (decoding.length > 0) {
-      this.runBatch(decoding, (s) => s.next);
-      await pause();
+    const runs: Run[] = [];
+    for (const s of this.running) {
+      if (s.state === 'decode' && !s.cancelled) runs.push({ seq: s, tokens: [s.next] });
     }
-    // prompt chunks, starting with a different prefilling sequence each step (round robin)
-    const prefilling = this.running.filter((s) => s.state === 'prefill');
-    let budget = this.prefillChunk;
+    const prefilling = this.running.filter((s) => s.state === 'prefill' && !s.cancelled);
+    const scoring: Array<{ seq: Sequence; n: number }> = [];
+    // the budget protects the decoding sequences' next token; with none decoding (a burst of
+    // new requests) a step takes more, so that they start decoding together
+    let budget = runs.length > 0 ? this.prefillChunk : IDLE_PREFILL_STEPS * this.prefillChunk;
     for (let k = 0; k < prefilling.length && budget > 0; k++) {
       const s = prefilling[(this.prefillTurn + k) % prefilling.length]!;
       const n = Math.min(budget, s.prefillLeft);
-      for (let j = 0; j < n && !s.cancelled && s.state === 'prefill'; j++) {
-        this.runBatch([s], () => s.prompt[s.pos]!);
-        budget--;
-        await pause();
-      }
+      if (n <= 0) continue;
+      budget -= n;
+      if (s.params.promptLogprobs) scoring.push({ seq: s, n });
+      else runs.push({ seq: s, tokens: s.prompt.slice(s.pos, s.pos + n) });
     }
     this.prefillTurn++;
+    if (runs.length > 0) this.runBatch(runs);
+    let lastYield = performance.now();
+    for (const { seq: s, n } of scoring) {
+      for (let j = 0; j < n && !s.cancelled && s.state === 'prefill'; j++) {
+        this.runBatch([{ seq: s, tokens: [s.prompt[s.pos]!] }]);
+        // let the event loop run every ~20 ms: new requests, aborts, chunk writes
+        if (performance.now() - lastYield > 20) {
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
+      }
+    }
   }
 
   /**
-   * Run one token for each sequence (`token(s)` at `s.pos`) and hand each its logits: several
-   * sequences in one batched forward pass (one weight read for the whole batch).
+   * Run each sequence's tokens (a decode token, or a chunk of its prompt, at `s.pos` on) and hand
+   * it the logits: all in one batched forward pass (`Session.forwardRuns`: one weight read for the
+   * whole step; the classifier only where logits are needed). Should it throw (one sequence's bad
+   * token or position), every sequence runs alone and only the bad one fails: rerunning rewrites
+   * the same KV-cache rows.
    */
-  private runBatch(seqs: readonly Sequence[], token: (s: Sequence) => number): void {
-    if (seqs.length > 1) {
-      // one batched forward pass (Session.forwardBatch: each weight read once for all of them);
-      // should it throw (one sequence's bad token or position), every sequence runs alone below
-      // and only the bad one fails: rerunning rewrites the same KV-cache rows
-      let all: Float32Array[] | undefined;
-      try {
-        all = forwardBatch(seqs.map((s) => s.session!), seqs.map(token), seqs.map((s) => s.pos));
-      } catch {
-        all = undefined;
-      }
-      if (all) {
-        seqs.forEach((s, i) => {
-          s.pos++;
-          this.tokens++;
-          try {
-            s.onLogits(all[i]!);
-          } catch (e) {
-            s.fail(e); // as below: its session is not put back into the pool
-            s.session?.dispose();
-            s.session = undefined;
-            this.sessions--;
-          }
-        });
-        return;
-      }
+  private runBatch(runs: readonly Run[]): void {
+    runs = runs.filter((r) => !r.seq.cancelled && r.seq.state !== 'done' && r.seq.session);
+    if (runs.length === 0) return;
+    let all: Array<Float32Array | undefined> | undefined;
+    try {
+      all = Session.forwardRuns(runs.map(({ seq: s, tokens }) => ({ session: s.session!, tokens, pos: s.pos, logits: this.wantsLogits(s, tokens.length) })));
+    } catch {
+      all = undefined;
     }
-    for (const s of seqs) {
+    runs.forEach((run, i) => {
+      const s = run.seq;
+      if (s.cancelled || s.state === 'done' || !s.session) return; // cancelled by an earlier one's output
       try {
-        const logits = s.session!.forward(token(s), s.pos);
-        s.pos++;
-        this.tokens++;
-        s.onLogits(logits);
+        let logits = all?.[i];
+        if (!all) {
+          const l = s.session!.prefill(run.tokens, s.pos);
+          logits = this.wantsLogits(s, run.tokens.length) ? l : undefined;
+        }
+        s.pos += run.tokens.length;
+        this.tokens += run.tokens.length;
+        if (s.state === 'decode' || s.params.promptLogprobs) s.onLogits(logits!);
+        else s.onPromptChunk(logits);
       } catch (e) {
         s.fail(e);
         // its KV cache may be half-written: not back into the pool
-        s.session?.dispose();
-        s.session = undefined;
-        this.sessions--;
+        if (s.session) {
+          s.session.dispose();
+          s.session = undefined;
+          this.sessions--;
+        }
       }
-    }
+    });
   }
+
+  /** Whether a run of `n` tokens from `s.pos` needs the logits after its last token. */
+  private wantsLogits(s: Sequence, n: number): boolean {
+    return s.state === 'decode' || s.params.promptLogprobs || s.pos + n === s.prompt.length;
+  }
+}
+
+/** Prompt budget of a step with no decoding sequence, in steps' worth (`prefillChunk`). */
+const IDLE_PREFILL_STEPS = 4;
+
+/** One sequence's tokens in a step: its decode token, or a chunk of its prompt. */
+interface Run {
+  seq: Sequence;
+  tokens: readonly number[];
 }

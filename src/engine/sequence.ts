@@ -112,9 +112,13 @@ export class Sequence {
     this.prevToken = params.textAfter;
   }
 
-  /** Prompt tokens still to run. */
+  /**
+   * Prompt tokens still to run: all of them, but the last when nothing is generated (max_tokens 0:
+   * its logits would predict nothing).
+   */
   get prefillLeft(): number {
-    return this.state === 'prefill' ? this.prompt.length - this.pos : 0;
+    if (this.state !== 'prefill') return 0;
+    return (this.params.maxTokens === 0 ? this.prompt.length - 1 : this.prompt.length) - this.pos;
   }
 
   /** Entered the batch with a slot: prefill starts at position 0. */
@@ -150,6 +154,22 @@ export class Sequence {
     }
     if (this.state !== 'decode') return;
     this.sample(logits);
+  }
+
+  /**
+   * The scheduler ran a chunk of prompt tokens in one pass and advanced `pos` past them;
+   * `logits`: those after the prompt's last token, when the chunk ended the prompt. (A sequence
+   * that scores its prompt, `promptLogprobs`, needs every token's logits: it goes through
+   * `onLogits` a token at a time instead.)
+   */
+  onPromptChunk(logits: Float32Array | undefined): void {
+    if (this.state !== 'prefill') return;
+    if (this.pos < this.prompt.length) {
+      if (this.prefillLeft === 0) this.finish('length'); // max_tokens 0: the prompt is all there is
+      return;
+    }
+    if (!logits) throw new Error('internal: the prompt ended without its logits');
+    this.onLogits(logits);
   }
 
   private sample(logits: Float32Array): void {
@@ -229,19 +249,19 @@ export class Sequence {
   }
 
   /**
-   * Send held[0, n) and the tokens whose text ends there; at a stop string (`cut`), also the
-   * tokens whose text starts before it, and drop the rest.
+   * Send held[0, n) and the tokens whose text ends there; at a stop string (`cut`), drop the rest:
+   * a token whose text the stop string cuts (it starts before the stop string and ends inside or
+   * after it) has no logprob entry, so every entry's text lies in the text sent (docs/SERVER.md,
+   * "Stop strings and logprobs").
    */
   private release(n: number, cut = false): void {
     const upTo = this.heldStart + n;
     const tokens: TokenLogprob[] = [];
     let i = 0;
-    let start = this.heldStart;
     for (; i < this.heldTokens.length; i++) {
       const t = this.heldTokens[i]!;
-      if (t.end > upTo && !(cut && start < upTo)) break;
+      if (t.end > upTo) break;
       if (t.lp) tokens.push(t.lp);
-      start = t.end;
     }
     this.heldTokens = cut ? [] : this.heldTokens.slice(i);
     const text = this.held.slice(0, n);

@@ -241,6 +241,57 @@ export class Session {
     return states.map((st) => b.read(st.parts[head]!.logits));
   }
 
+  /**
+   * Several sequences' tokens in one batched pass, one read of each weight for all of them: run
+   * i runs `tokens` at positions pos, pos + 1, … of its session (a prompt chunk, or one decode
+   * token) — the continuous-batching server's step, prompt chunks and decode tokens together.
+   * Returns, for each run with `logits: true`, its session's logits after its last token (reused by
+   * that session's next call), equal bit for bit to `forward` on each token in turn; undefined for
+   * the others (a prompt chunk that does not end its prompt skips the classifier). Each session at
+   * most once; sessions of different models or backends run one by one (`prefill`).
+   */
+  static forwardRuns(runs: ReadonlyArray<{ session: Session; tokens: readonly number[]; pos: number; logits: boolean }>): Array<Float32Array | undefined> {
+    const first = runs[0]?.session;
+    if (!first) return [];
+    if (runs.length === 1 && runs[0]!.tokens.length === 1) {
+      // one token alone: forward's fused dispatches (q, k, v together; w1, w3 together) sync the threads less often
+      const logits = first.forward(runs[0]!.tokens[0]!, runs[0]!.pos);
+      return [runs[0]!.logits ? logits : undefined];
+    }
+    if (runs.some((r) => r.session.on !== first.on) || new Set(runs.map((r) => r.session)).size !== runs.length) {
+      return runs.map((r) => {
+        const logits = r.session.prefill(r.tokens, r.pos);
+        return r.logits ? logits : undefined;
+      });
+    }
+    const items: Array<{ st: SessionState; token: number; pos: number; out: SessionState | undefined }> = [];
+    for (const r of runs) {
+      if (r.tokens.length === 0) throw new InvalidArgumentError('a run needs at least one token', 'tokens');
+      r.tokens.forEach((token, t) => {
+        const st = r.session.check(token, r.pos + t);
+        items.push({ st, token, pos: r.pos + t, out: r.logits && t === r.tokens.length - 1 ? st : undefined });
+      });
+    }
+    const { backend: b, parts, finalNorm, classifier } = first.on;
+    const head = parts.indexOf(b);
+    const c = first.model.config;
+    for (let i0 = 0; i0 < items.length; i0 += PREFILL_CHUNK) {
+      const chunk = items.slice(i0, i0 + PREFILL_CHUNK);
+      const bt = first.runBatch(chunk);
+      // the classifier only for the tokens whose logits are asked for
+      const X: Vector[] = [];
+      const outs: Vector[] = [];
+      chunk.forEach((it, t) => {
+        if (!it.out) return;
+        b.rmsnorm(bt.x[t]!, bt.x[t]!, finalNorm, c.normEps);
+        X.push(bt.x[t]!);
+        outs.push(it.out.parts[head]!.logits);
+      });
+      if (X.length > 0) b.matmul(outs, X, classifier);
+    }
+    return runs.map((r) => (r.logits ? b.read(r.session.s!.parts[head]!.logits) : undefined));
+  }
+
   /** The checks of `forward`: the session's state, when the token and position are valid. */
   private check(token: number, pos: number): SessionState {
     const c = this.model.config;
