@@ -168,15 +168,28 @@ export class Llama {
     let lastYield = performance.now();
     try {
       for (let cur = minPrompt; cur < totalLen; cur++) {
-        for (let b = 0; b < bsz; b++) {
-          if (eosReached[b]) continue; // Meta keeps computing such rows; their output is cut at EOS anyway
-          const row = tokens[b]!;
-          const s = sessions[b]!;
-          let logits!: Float32Array;
-          for (let pos = fed[b]!; pos < cur; pos++) {
-            logits = s.forward(row[pos]!, pos);
-            if (logprobs && pos + 1 < cur) lps[b]![pos + 1] = logSoftmaxAt(logits, row[pos + 1]!);
+        // Meta keeps computing rows past their EOS; their output is cut at EOS anyway
+        const active = [...tokens.keys()].filter((b) => !eosReached[b]);
+        const logitsOf: Float32Array[] = [];
+        if (!logprobs) {
+          // every row's new positions in one batched pass (one read of each weight for the batch;
+          // the first step runs the shortest prompt's tokens as prompt chunks): the logits of
+          // `forward` on each token in turn, bit for bit
+          const out = Session.forwardRuns(active.map((b) => ({ session: sessions[b]!, tokens: tokens[b]!.slice(fed[b]!, cur), pos: fed[b]!, logits: true })));
+          active.forEach((b, i) => (logitsOf[b] = out[i]!));
+        } else {
+          // every prompt position's logits are needed for its logprob: token by token
+          for (const b of active) {
+            const row = tokens[b]!;
+            for (let pos = fed[b]!; pos < cur; pos++) {
+              logitsOf[b] = sessions[b]!.forward(row[pos]!, pos);
+              if (pos + 1 < cur) lps[b]![pos + 1] = logSoftmaxAt(logitsOf[b]!, row[pos + 1]!);
+            }
           }
+        }
+        for (const b of active) {
+          const row = tokens[b]!;
+          const logits = logitsOf[b]!;
           fed[b] = cur;
           const inPrompt = cur < promptTokens[b]!.length;
           const next = inPrompt ? row[cur]! : temperature > 0 ? metaSampleTopP(logits, vocab, temperature, topP, this.rng.nextF32(), scratch, probs) : argmax(logits, vocab);
