@@ -9,7 +9,7 @@ import { ContextOverflowError, InvalidArgumentError } from './errors.js';
 import { type Dialog, encodeDialog, isUnsafeDialog, UNSAFE_ERROR } from './generate/dialog.js';
 import { checkTokenizer } from './generate/generate.js';
 import { argmax, sortByProbability, XorShiftRng } from './generate/sampler.js';
-import { Session } from './model/forward.js';
+import { Session, type SessionOptions } from './model/forward.js';
 import { loadModel } from './model/load.js';
 import type { LoadQuantization } from './model/tensor.js';
 import { inspectModel } from './inspect.js';
@@ -37,6 +37,8 @@ export interface LlamaBuildOptions {
   fit?: 'auto' | 'check';
   /** Quantize the weights while loading. */
   quantize?: LoadQuantization;
+  /** How the sessions run (backend, threads, KV cache type). */
+  session?: Omit<SessionOptions, 'maxSeqLen'>;
 }
 
 export interface GenerateOptions {
@@ -80,8 +82,9 @@ export class Llama {
   /** What `fit: 'auto'` chose and why, when it had to choose. */
   fitNote: string | undefined;
   private rng: XorShiftRng;
+  private readonly sessionOptions: Omit<SessionOptions, 'maxSeqLen'>;
 
-  constructor(model: Model, tokenizer: Tokenizer, opts: { maxSeqLen: number; maxBatchSize: number; seed?: number }) {
+  constructor(model: Model, tokenizer: Tokenizer, opts: { maxSeqLen: number; maxBatchSize: number; seed?: number; session?: Omit<SessionOptions, 'maxSeqLen'> }) {
     checkTokenizer(model, tokenizer);
     for (const k of ['maxSeqLen', 'maxBatchSize'] as const) {
       if (!Number.isInteger(opts[k]) || opts[k] < 1) throw new InvalidArgumentError(`${k} must be a positive integer; got ${opts[k]}`, k);
@@ -94,6 +97,7 @@ export class Llama {
     this.maxSeqLen = opts.maxSeqLen;
     this.maxBatchSize = opts.maxBatchSize;
     this.rng = new XorShiftRng(opts.seed ?? 1);
+    this.sessionOptions = opts.session ?? {};
   }
 
   /** Load a model and its tokenizer (Meta's `Llama.build`). */
@@ -107,7 +111,7 @@ export class Llama {
       ...(opts.quantize ? { quantize: opts.quantize } : {}),
     });
     const model = loadModel(opts.ckptDir, { vocabSize: tokenizer.vocabSize, maxSeqLen: fit.ctx, ...(fit.quantize ? { quantize: fit.quantize } : {}) });
-    const llama = new Llama(model, tokenizer, { maxSeqLen: fit.ctx, maxBatchSize: fit.batch, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) });
+    const llama = new Llama(model, tokenizer, { maxSeqLen: fit.ctx, maxBatchSize: fit.batch, ...(opts.seed !== undefined ? { seed: opts.seed } : {}), ...(opts.session ? { session: opts.session } : {}) });
     llama.fitNote = fit.note;
     return llama;
   }
@@ -147,7 +151,7 @@ export class Llama {
       return row;
     });
     const lps = promptTokens.map(() => new Array<number>(totalLen).fill(0));
-    const sessions = promptTokens.map(() => new Session(this.model, { maxSeqLen: totalLen }));
+    const sessions = promptTokens.map(() => new Session(this.model, { ...this.sessionOptions, maxSeqLen: totalLen }));
     const fed = new Array<number>(bsz).fill(0); // positions already run through each row's session
     const eosReached = new Array<boolean>(bsz).fill(false);
     const scratch = new Float64Array(vocab);

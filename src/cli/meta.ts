@@ -9,7 +9,7 @@ import type { Dialog } from '../generate/dialog.js';
 import { Llama } from '../llama.js';
 import { formatFlags, parseArgs, type FlagSpec, type ParsedFlags } from './args.js';
 import { parseQuantize } from './plan.js';
-import { parseFit, type RunIO } from './run.js';
+import { parseFit, parseKvCache, type RunIO } from './run.js';
 
 const COMMON: FlagSpec[] = [
   { long: '--ckpt_dir', key: 'ckptDir', kind: 'string', placeholder: 'path', help: 'model: a Meta or Hugging Face directory, a GGUF or llama2.c file' },
@@ -20,6 +20,8 @@ const COMMON: FlagSpec[] = [
   { long: '--json', key: 'json', kind: 'bool', help: 'print JSON with token ids, token texts and logprobs instead' },
   { long: '--fit', key: 'fit', kind: 'string', placeholder: 'auto|check', help: 'when the model does not fit in memory: auto = quantize on load / shorten the context / fewer sequences, check = stop with the choices', default: 'check' },
   { long: '--quantize', key: 'quantize', kind: 'string', placeholder: 'q8_0|q4_0', help: 'quantize the weights while loading' },
+  { long: '--threads', key: 'threads', kind: 'int', placeholder: 'int', help: 'threads of the matrix products (wasm backend)', default: 'LLAMATS_THREADS, else the physical cores' },
+  { long: '--kv-cache', key: 'kvCache', kind: 'string', placeholder: 'f32|f16', help: 'element type of the KV cache (f16 halves its memory)', default: 'f32' },
   { long: '--verbose', key: 'verbose', kind: 'bool', help: 'on errors, print the chain of causes' },
   { short: '-h', long: '--help', key: 'help', kind: 'bool', help: 'show this help' },
 ];
@@ -79,6 +81,8 @@ export const META_EXAMPLE_DIALOGS: Dialog[] = [
 
 async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatchSize: number }, io: RunIO): Promise<Llama> {
   if (flags.ckptDir === undefined) throw new InvalidArgumentError('missing --ckpt_dir <dir>', '--ckpt_dir');
+  const threads = flags.threads as number | undefined;
+  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
   return Llama.build({
     ckptDir: flags.ckptDir as string,
     ...(flags.tokenizerPath !== undefined ? { tokenizerPath: flags.tokenizerPath as string } : {}),
@@ -87,6 +91,7 @@ async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatch
     seed: (flags.seed as number | undefined) ?? 1,
     fit: parseFit(flags.fit),
     ...(flags.quantize !== undefined ? { quantize: parseQuantize(flags.quantize, '--quantize')! } : {}),
+    session: { kvCache: parseKvCache(flags.kvCache), ...(threads !== undefined ? { threads } : {}) },
   }).then((llama) => {
     if (llama.fitNote) io.stderr(`llamats: ${llama.fitNote}\n`);
     return llama;
