@@ -67,7 +67,6 @@ export class Session {
   readonly threads: number;
   private readonly on: BackendModel;
   private s: SessionState | undefined; // undefined once disposed
-  private batch: BatchState[] | undefined; // prefill's activations per part, at the first prefill
   private readonly cos: Float32Array; // (headDim/2,) this position's RoPE angles, on the host
   private readonly sin: Float32Array;
 
@@ -324,7 +323,8 @@ export class Session {
       ropeAngles(pos, hs, c.ropeTheta, this.cos, this.sin, c.ropeScaling);
       return [this.cos.slice(), this.sin.slice()] as const;
     });
-    this.batch ??= [];
+    let perPart = batches.get(this.on);
+    if (!perPart) batches.set(this.on, (perPart = []));
     // as in `forward`: each layer in its part, the residual streams moved when the part changes
     let part = -1;
     let b!: Backend;
@@ -332,7 +332,7 @@ export class Session {
     const enter = (next: number) => {
       if (next === part) return;
       const nb = parts[next]!;
-      const nbt = (this.batch![next] ??= allocateBatch(nb, c));
+      const nbt = (perPart[next] ??= allocateBatch(nb, c));
       for (let t = 0; t < n; t++) {
         if (part < 0) nb.embed(nbt.x[t]!, tokenEmbedding, items[t]!.token);
         else nb.write(nbt.x[t]!, b.read(bt.x[t]!));
@@ -390,8 +390,6 @@ export class Session {
     const { parts, layers } = this.on;
     st.parts.forEach((a, p) => Object.values(a).forEach((v) => parts[p]!.free(v)));
     layers.forEach(({ part }, l) => (parts[part]!.free(st.keyCache[l]!), parts[part]!.free(st.valueCache[l]!)));
-    this.batch?.forEach((bt, p) => Object.values(bt).flat().forEach((v) => parts[p]!.free(v)));
-    this.batch = undefined;
   }
 }
 
@@ -443,6 +441,12 @@ function allocateState(on: BackendModel, c: ModelConfig, maxSeqLen: number, kvCa
 
 /** Prompt tokens per batched pass of `prefill` (each weight is read once per chunk). */
 export const PREFILL_CHUNK = 64;
+
+/**
+ * The batched passes' activations, per model on a backend and per part: shared by all the
+ * model's sessions (a pass runs to its end before the next starts), allocated at the first pass.
+ */
+const batches = new WeakMap<BackendModel, BatchState[]>();
 
 /** Prefill's activations: PREFILL_CHUNK of each of the single-token vectors, and their RoPE angles. */
 interface BatchState {
