@@ -277,6 +277,12 @@ export function matvecQ8Groups(out: usize, xq: usize, xs: usize, wq: usize, ws: 
 // (|w| ≤ 128, |q| ≤ 32767, 8 products per lane per block).
 
 export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i32): void {
+  quantizeBlocksBy(xq, xs, xb, x, n, 64, 4);
+}
+
+/** quantizeBlocks32 with block b's values at xq + b·qStep and its scale and sum at xs / xb + b·sStep. */
+// @ts-ignore: decorator
+@inline function quantizeBlocksBy(xq: usize, xs: usize, xb: usize, x: usize, n: i32, qStep: usize, sStep: usize): void {
   for (let b = 0; b < n >> 5; b++) {
     const xp = x + (<usize>b << 7);
     let amax: f32 = 0;
@@ -284,13 +290,27 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
     const d = amax / 32767;
     const id: f32 = d != 0 ? 1 / d : 0;
     let sum = 0;
+    const qp = xq + <usize>b * qStep;
     for (let k = 0; k < 32; k++) {
       const q = <i32>nearest(load<f32>(xp + (<usize>k << 2)) * id);
-      store<i16>(xq + (<usize>b << 6) + (<usize>k << 1), <i16>q);
+      store<i16>(qp + (<usize>k << 1), <i16>q);
       sum += q;
     }
-    store<f32>(xs + (<usize>b << 2), d);
-    store<i32>(xb + (<usize>b << 2), sum);
+    store<f32>(xs + <usize>b * sStep, d);
+    store<i32>(xb + <usize>b * sStep, sum);
+  }
+}
+
+/**
+ * The nv vectors of the table xTab, quantized as quantizeBlocks32 for matmulQ8_0 / matmulQ4_0:
+ * in groups of four (the last one filled up with the last vector), each group's blocks interleaved,
+ * block b of vector v at xq + g·8n + b·256 + v·64 (int16 values) and xs / xb + g·n/2 + b·16 + v·4
+ * (scale, sum), so one pointer walks the four vectors' blocks together.
+ */
+export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize, nv: i32, n: i32): void {
+  for (let v = 0; v < ((nv + 3) & ~3); v++) {
+    const g = <usize>(v >> 2), l = <usize>(v & 3);
+    quantizeBlocksBy(xq + g * (<usize>n << 3) + (l << 6), xs + g * (<usize>n >> 1) + (l << 2), xb + g * (<usize>n >> 1) + (l << 2), entry(xTab, v, nv), n, 256, 16);
   }
 }
 
@@ -724,27 +744,107 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
 }
 
 /**
- * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes (a multiple of 4 rows), and
- * each tile multiplied by every vector with matvec's own loop while it stays in cache, so each
- * output is matvec's bit for bit. (A tile of one row × four vectors sharing the unpacking was
- * slower: V8 issues every load of an iteration first, and the 16 activation loads spill.) Inputs:
- * nv vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb:
- * cols/8 bytes each).
+ * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes that stay in cache while every
+ * group of four vectors passes over them, two rows × four vectors at a time: each weight chunk is
+ * loaded and widened once for the four vectors, each activation chunk loaded once for the two rows,
+ * and the eight integer dot products of a block are folded into two f32x4 sums (lanes: the four
+ * vectors) by `hsum4i`. Per output that is matvec's arithmetic in matvec's order (the same exact
+ * block sums, then sum += f32(isum) · (d · xs) block after block), so a batched product equals its
+ * matvecs bit for bit. Inputs: quantizeBlocks32x4's interleaved groups.
  */
 // @ts-ignore: decorator
 @inline function matmulQ4Q8(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
-  const rowBytes = <usize>nb * (q4 ? 18 : 34);
-  const qStride = <usize>cols << 1;
-  const sStride = <usize>nb << 2;
-  const tile = max(4, <i32>(<usize>MM_TILE_Q / rowBytes) & ~3);
+  const blockBytes: usize = q4 ? 18 : 34;
+  const rowBytes = <usize>nb * blockBytes;
+  const gq = <usize>cols << 3, gs = <usize>cols >> 1;
+  const tile = max(2, <i32>(<usize>MM_TILE_Q / rowBytes) & ~1);
   for (let i0 = 0; i0 < rows; i0 += tile) {
-    const n = min(tile, rows - i0);
-    for (let v = 0; v < nv; v++) {
-      const o = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff + (<usize>i0 << 2);
-      matvecQ4Q8(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, w + <usize>i0 * rowBytes, n, cols, q4);
+    const i1 = min(i0 + tile, rows);
+    for (let v = 0; v < nv; v += 4) {
+      const g = <usize>(v >> 2);
+      for (let i = i0; i < i1; i += 2) {
+        const j = i + 1 < i1 ? i + 1 : i; // an odd last row is computed twice, stored once
+        tileQ4Q8(outTab, outOff, v, nv, xq + g * gq, xs + g * gs, xb + g * gs, w + <usize>i * rowBytes, w + <usize>j * rowBytes, i, j, nb, q4);
+      }
     }
   }
+}
+
+/** Chunk k (8 weights) of the Q8_0 / Q4_0 block at p, widened to int16 (Q4_0: without the −8). */
+// @ts-ignore: decorator
+@inline function chunkQ4Q8(p: usize, k: i32, q4: bool, m4: v128): v128 {
+  if (!q4) return v128.load8x8_s(p + 2 + (<usize>k << 3));
+  const h = v128.load8x8_u(p + 2 + (<usize>(k & 1) << 3)); // k = 0, 1: low nibbles of bytes 0–7, 8–15; 2, 3: high
+  return k < 2 ? v128.and(h, m4) : i16x8.shr_u(h, 4);
+}
+
+/** Rows i (weights at p0) and j (p1) × vectors v … v+3 (one interleaved group at aq, as, ab). */
+// @ts-ignore: decorator
+@inline function tileQ4Q8(outTab: usize, outOff: usize, v: i32, nv: i32, aq: usize, as: usize, ab: usize, p0: usize, p1: usize, i: i32, j: i32, nb: i32, q4: bool): void {
+  const blockBytes: usize = q4 ? 18 : 34;
+  const m4 = i16x8.splat(15);
+  const end = as + (<usize>nb << 4);
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
+  while (as < end) {
+    // chunk k of both rows times chunk k of each vector; Q4_0 in the order 0, 2, 1, 3 (low bytes first)
+    let w0 = chunkQ4Q8(p0, 0, q4, m4), w1 = chunkQ4Q8(p1, 0, q4, m4);
+    let a = v128.load(aq);
+    let s00 = i32x4.dot_i16x8_s(w0, a), s10 = i32x4.dot_i16x8_s(w1, a);
+    a = v128.load(aq, 64);
+    let s01 = i32x4.dot_i16x8_s(w0, a), s11 = i32x4.dot_i16x8_s(w1, a);
+    a = v128.load(aq, 128);
+    let s02 = i32x4.dot_i16x8_s(w0, a), s12 = i32x4.dot_i16x8_s(w1, a);
+    a = v128.load(aq, 192);
+    let s03 = i32x4.dot_i16x8_s(w0, a), s13 = i32x4.dot_i16x8_s(w1, a);
+    w0 = chunkQ4Q8(p0, (q4 ? 2 : 1), q4, m4); w1 = chunkQ4Q8(p1, (q4 ? 2 : 1), q4, m4);
+    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4));
+    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4), 64);
+    s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4), 128);
+    s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4), 192);
+    s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+    w0 = chunkQ4Q8(p0, (q4 ? 1 : 2), q4, m4); w1 = chunkQ4Q8(p1, (q4 ? 1 : 2), q4, m4);
+    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4));
+    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4), 64);
+    s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4), 128);
+    s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4), 192);
+    s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+    w0 = chunkQ4Q8(p0, 3, q4, m4); w1 = chunkQ4Q8(p1, 3, q4, m4);
+    a = v128.load(aq + (<usize>3 << 4));
+    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>3 << 4), 64);
+    s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>3 << 4), 128);
+    s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+    a = v128.load(aq + (<usize>3 << 4), 192);
+    s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+    let isum0 = hsum4i(s00, s01, s02, s03), isum1 = hsum4i(s10, s11, s12, s13);
+    if (q4) {
+      const b8 = i32x4.shl(v128.load(ab), 3);
+      isum0 = i32x4.sub(isum0, b8); isum1 = i32x4.sub(isum1, b8);
+    }
+    // the two rows' scales d in lanes 0 and 1, each times the four vectors' scales
+    const d = halfToF32(v128.load16_lane(p1, v128.load16_lane(p0, i32x4.splat(0), 1), 3), HALF_F16);
+    const xsv = v128.load(as);
+    const d0 = i8x16.shuffle(d, d, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    const d1 = i8x16.shuffle(d, d, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.mul(d0, xsv)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.mul(d1, xsv)));
+    p0 += blockBytes; p1 += blockBytes;
+    aq += 256; as += 16; ab += 16;
+  }
+  const oi = outOff + (<usize>i << 2), oj = outOff + (<usize>j << 2);
+  store<f32>(entry(outTab, v, nv) + oj, f32x4.extract_lane(acc1, 0));
+  store<f32>(entry(outTab, v, nv) + oi, f32x4.extract_lane(acc0, 0));
+  if (v + 1 < nv) { store<f32>(entry(outTab, v + 1, nv) + oj, f32x4.extract_lane(acc1, 1)); store<f32>(entry(outTab, v + 1, nv) + oi, f32x4.extract_lane(acc0, 1)); }
+  if (v + 2 < nv) { store<f32>(entry(outTab, v + 2, nv) + oj, f32x4.extract_lane(acc1, 2)); store<f32>(entry(outTab, v + 2, nv) + oi, f32x4.extract_lane(acc0, 2)); }
+  if (v + 3 < nv) { store<f32>(entry(outTab, v + 3, nv) + oj, f32x4.extract_lane(acc1, 3)); store<f32>(entry(outTab, v + 3, nv) + oi, f32x4.extract_lane(acc0, 3)); }
 }
 
 const MM_TILE_Q: i32 = 65536;

@@ -319,8 +319,15 @@ export class WasmBackend implements Backend {
           ? { ...base, kernel: KERNEL.mmF32, rowBytes: 4 * cols }
           : { ...base, kernel: this.halfKernels(ww)[1], rowBytes: 2 * cols };
       } else {
-        // ggml blocks: each vector quantized into its own blocks, back to back
-        for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
+        if (ww.kind === 'Q8_0' || ww.kind === 'Q4_0') {
+          // ggml blocks, four vectors' blocks interleaved (quantizeBlocks32x4)
+          const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
+          for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
+          this.k.quantizeBlocks32x4(bt.xq, bt.xs, bt.xb, bt.xTab, nb, cols);
+        } else {
+          // ggml blocks: each vector quantized into its own blocks, back to back
+          for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
+        }
         const kernel = { Q8_0: KERNEL.mmQ8_0, Q4_0: KERNEL.mmQ4_0, Q4_K: KERNEL.mmQ4_K, Q6_K: KERNEL.mmQ6_K }[ww.kind as 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K'];
         p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, rowBytes: (ww.host as { rowBytes: number }).rowBytes };
       }
