@@ -1052,7 +1052,8 @@ export function storeHalves(dst: usize, src: usize, n: i32): void {
 /**
  * Causal attention of one position over the KV cache (rows 0..pos of `kc` and `vc`, each row
  * kvDim floats). Query head h uses key/value head h / (nHeads / nKvHeads). `att` is scratch of
- * pos + 1 floats. Scores and the weighted sum of values are float32 SIMD.
+ * nHeads · (pos + 1) floats (every head's scores). Scores and the weighted sum of values are
+ * float32 SIMD.
  */
 export function attention(
   out: usize, q: usize, kc: usize, vc: usize, att: usize,
@@ -1089,26 +1090,70 @@ export function attentionF16(
   const shift: usize = half ? 1 : 2; // log2 of a cache value's bytes
   const kvMul = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(<f64>headDim);
-  const h4 = headDim & ~3;
+  const h4 = headDim & ~3, h16 = headDim & ~15;
   const rowBytes = <usize>kvDim << shift;
-  for (let h = 0; h < nHeads; h++) {
-    const qh = q + (<usize>(h * headDim) << 2);
-    const kvo = <usize>((h / kvMul) * headDim) << shift;
-    for (let t = 0; t <= pos; t++) {
-      const k = kc + <usize>t * rowBytes + kvo;
-      let a = f32x4.splat(0);
+  const n = pos + 1;
+  const attBytes = <usize>n << 2; // one head's scores
+  // scores, position after position: each cache row is read once, front to back, for every head
+  // (head by head, the rows' slices would be read a row apart and miss the cache each time);
+  // four sums in flight per score (one would wait on each add's latency)
+  for (let t = 0; t < n; t++) {
+    const kt = kc + <usize>t * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const qh = q + (<usize>(h * headDim) << 2);
+      const k = kt + (<usize>((h / kvMul) * headDim) << shift);
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       let i = 0;
-      for (; i < h4; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(qh + (<usize>i << 2)), cache4(k + (<usize>i << shift), half)));
-      let s = hsum(a);
+      for (; i < h16; i += 16) {
+        const qp = qh + (<usize>i << 2), kp = k + (<usize>i << shift);
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(qp), cache4(kp, half)));
+        a1 = f32x4.add(a1, f32x4.mul(v128.load(qp, 16), cache4(kp + (<usize>4 << shift), half)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(qp, 32), cache4(kp + (<usize>8 << shift), half)));
+        a3 = f32x4.add(a3, f32x4.mul(v128.load(qp, 48), cache4(kp + (<usize>12 << shift), half)));
+      }
+      for (; i < h4; i += 4) a0 = f32x4.add(a0, f32x4.mul(v128.load(qh + (<usize>i << 2)), cache4(k + (<usize>i << shift), half)));
+      let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
       for (; i < headDim; i++) s += load<f32>(qh + (<usize>i << 2)) * cache1(k + (<usize>i << shift), half);
-      store<f32>(att + (<usize>t << 2), <f32>(<f64>s * scale));
+      store<f32>(att + <usize>h * attBytes + (<usize>t << 2), <f32>(<f64>s * scale));
     }
-    softmax(att, pos + 1);
-    const oh = out + (<usize>(h * headDim) << 2);
-    memory.fill(oh, 0, <usize>headDim << 2);
-    for (let t = 0; t <= pos; t++) {
-      const v = vc + <usize>t * rowBytes + kvo;
-      const w = load<f32>(att + (<usize>t << 2));
+  }
+  for (let h = 0; h < nHeads; h++) softmax(att + <usize>h * attBytes, n);
+  // out_h = Σ_t att_h[t]·v_t, position after position, again one pass over the cache rows; four
+  // positions per pass over the output (the same additions in the same order, one load and store
+  // of the output instead of four)
+  memory.fill(out, 0, <usize>(nHeads * headDim) << 2);
+  let t = 0;
+  for (; t + 4 <= n; t += 4) {
+    const vt = vc + <usize>t * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const oh = out + (<usize>(h * headDim) << 2);
+      const v0 = vt + (<usize>((h / kvMul) * headDim) << shift), v1 = v0 + rowBytes, v2 = v1 + rowBytes, v3 = v2 + rowBytes;
+      const ap = att + <usize>h * attBytes + (<usize>t << 2);
+      const w0 = load<f32>(ap), w1 = load<f32>(ap, 4), w2 = load<f32>(ap, 8), w3 = load<f32>(ap, 12);
+      const x0 = f32x4.splat(w0), x1 = f32x4.splat(w1), x2 = f32x4.splat(w2), x3 = f32x4.splat(w3);
+      let i = 0;
+      for (; i < h4; i += 4) {
+        const p = <usize>i << 2, c = <usize>i << shift;
+        let o = f32x4.add(v128.load(oh + p), f32x4.mul(x0, cache4(v0 + c, half)));
+        o = f32x4.add(o, f32x4.mul(x1, cache4(v1 + c, half)));
+        o = f32x4.add(o, f32x4.mul(x2, cache4(v2 + c, half)));
+        v128.store(oh + p, f32x4.add(o, f32x4.mul(x3, cache4(v3 + c, half))));
+      }
+      for (; i < headDim; i++) {
+        const p = <usize>i << 2, c = <usize>i << shift;
+        let o = load<f32>(oh + p) + w0 * cache1(v0 + c, half);
+        o += w1 * cache1(v1 + c, half);
+        o += w2 * cache1(v2 + c, half);
+        store<f32>(oh + p, o + w3 * cache1(v3 + c, half));
+      }
+    }
+  }
+  for (; t < n; t++) {
+    const vt = vc + <usize>t * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const oh = out + (<usize>(h * headDim) << 2);
+      const v = vt + (<usize>((h / kvMul) * headDim) << shift);
+      const w = load<f32>(att + <usize>h * attBytes + (<usize>t << 2));
       const wv = f32x4.splat(w);
       let i = 0;
       for (; i < h4; i += 4) {

@@ -177,6 +177,7 @@ export class WasmBackend implements Backend {
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
   private readonly specials = new WeakMap<Weight, boolean>(); // see `special`
+  private att: { ptr: number; n: number } | undefined; // attention scores of every head (`scores`)
 
   readonly memory: WasmMemory;
   private readonly k: Kernels;
@@ -453,10 +454,23 @@ export class WasmBackend implements Backend {
     this.k.rope(ptr(v), n, headDim, ptr(cos), ptr(sin));
   }
 
-  attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, s: AttentionShape): void {
+  attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, _att: Vector, pos: number, s: AttentionShape): void {
     const half = (keyCache as WasmVector).half;
     if (half !== (valueCache as WasmVector).half) throw new Error('internal: attention over an f16 and an f32 cache');
-    (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+    (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), this.scores(s.nHeads * (pos + 1)), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+  }
+
+  /**
+   * Scratch for `n` attention scores: the kernel scores every head over each cache row in one pass,
+   * so it needs all heads' scores at once, more than the session's one-head `att` vector.
+   */
+  private scores(n: number): number {
+    if (!this.att || this.att.n < n) {
+      if (this.att) this.heap.release(this.att.ptr, 4 * this.att.n);
+      const size = roundUp(n, 4096);
+      this.att = { ptr: this.heap.alloc(4 * size), n: size };
+    }
+    return this.att.ptr;
   }
 
   siluMul(a: Vector, b: Vector): void {
