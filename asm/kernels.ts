@@ -771,59 +771,57 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
   }
 }
 
-/** Chunk k (8 weights) of the Q8_0 / Q4_0 block at p, widened to int16 (Q4_0: without the −8). */
+/**
+ * Chunk k (8 weights) of the Q8_0 / Q4_0 block at p, widened to int16 (Q4_0: without the −8;
+ * chunks 0 and 1 are the low nibbles of bytes 0–7 and 8–15 (`high` false), chunks 2 and 3 their
+ * high nibbles (`high` true)).
+ */
 // @ts-ignore: decorator
-@inline function chunkQ4Q8(p: usize, k: i32, q4: bool, m4: v128): v128 {
+@inline function chunkQ4Q8(p: usize, k: i32, q4: bool, high: bool): v128 {
   if (!q4) return v128.load8x8_s(p + 2 + (<usize>k << 3));
-  const h = v128.load8x8_u(p + 2 + (<usize>(k & 1) << 3)); // k = 0, 1: low nibbles of bytes 0–7, 8–15; 2, 3: high
-  return k < 2 ? v128.and(h, m4) : i16x8.shr_u(h, 4);
+  const h = v128.load8x8_u(p + 2 + (<usize>(k & 1) << 3));
+  return high ? i16x8.shr_u(h, 4) : v128.and(h, i16x8.splat(15));
 }
 
 /** Rows i (weights at p0) and j (p1) × vectors v … v+3 (one interleaved group at aq, as, ab). */
 // @ts-ignore: decorator
 @inline function tileQ4Q8(outTab: usize, outOff: usize, v: i32, nv: i32, aq: usize, as: usize, ab: usize, p0: usize, p1: usize, i: i32, j: i32, nb: i32, q4: bool): void {
   const blockBytes: usize = q4 ? 18 : 34;
-  const m4 = i16x8.splat(15);
   const end = as + (<usize>nb << 4);
   let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
   while (as < end) {
-    // chunk k of both rows times chunk k of each vector; Q4_0 in the order 0, 2, 1, 3 (low bytes first)
-    let w0 = chunkQ4Q8(p0, 0, q4, m4), w1 = chunkQ4Q8(p1, 0, q4, m4);
-    let a = v128.load(aq);
-    let s00 = i32x4.dot_i16x8_s(w0, a), s10 = i32x4.dot_i16x8_s(w1, a);
-    a = v128.load(aq, 64);
-    let s01 = i32x4.dot_i16x8_s(w0, a), s11 = i32x4.dot_i16x8_s(w1, a);
-    a = v128.load(aq, 128);
-    let s02 = i32x4.dot_i16x8_s(w0, a), s12 = i32x4.dot_i16x8_s(w1, a);
-    a = v128.load(aq, 192);
-    let s03 = i32x4.dot_i16x8_s(w0, a), s13 = i32x4.dot_i16x8_s(w1, a);
-    w0 = chunkQ4Q8(p0, (q4 ? 2 : 1), q4, m4); w1 = chunkQ4Q8(p1, (q4 ? 2 : 1), q4, m4);
-    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4));
-    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4), 64);
-    s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4), 128);
-    s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>(q4 ? 2 : 1) << 4), 192);
-    s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
-    w0 = chunkQ4Q8(p0, (q4 ? 1 : 2), q4, m4); w1 = chunkQ4Q8(p1, (q4 ? 1 : 2), q4, m4);
-    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4));
-    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4), 64);
-    s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4), 128);
-    s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>(q4 ? 1 : 2) << 4), 192);
-    s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
-    w0 = chunkQ4Q8(p0, 3, q4, m4); w1 = chunkQ4Q8(p1, 3, q4, m4);
-    a = v128.load(aq + (<usize>3 << 4));
-    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>3 << 4), 64);
-    s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>3 << 4), 128);
-    s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
-    a = v128.load(aq + (<usize>3 << 4), 192);
-    s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+    // chunk k (8 weights) of both rows times chunk k of each vector, in a loop rather than
+    // written out: V8 issues every load of a straight-line block first, and 24 loaded chunks
+    // with 8 sums do not fit in the 16 SIMD registers
+    let s00 = i32x4.splat(0), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    for (let k = 0; k < 4; k++) {
+      // Q4_0: chunks 0, 1 (low nibbles) in this loop, 2, 3 (high nibbles) in the next one
+      if (q4 && k == 2) break;
+      const w0 = chunkQ4Q8(p0, k, q4, false), w1 = chunkQ4Q8(p1, k, q4, false);
+      const ak = aq + (<usize>k << 4);
+      let a = v128.load(ak);
+      s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 64);
+      s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 128);
+      s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 192);
+      s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+    }
+    if (q4) {
+      for (let k = 2; k < 4; k++) {
+        const w0 = chunkQ4Q8(p0, k, q4, true), w1 = chunkQ4Q8(p1, k, q4, true);
+        const ak = aq + (<usize>k << 4);
+        let a = v128.load(ak);
+      s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 64);
+      s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 128);
+      s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 192);
+      s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+      }
+    }
     let isum0 = hsum4i(s00, s01, s02, s03), isum1 = hsum4i(s10, s11, s12, s13);
     if (q4) {
       const b8 = i32x4.shl(v128.load(ab), 3);
