@@ -666,14 +666,15 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
 // Batched products: out_b = W · x_b for nb vectors, one pass over the weights. The rows are taken
 // in tiles that stay in cache while every vector passes over them; f32 takes the vectors two at
 // a time and f16 / bf16 four at a time, sharing each weight load and its widening; Q8_0 / Q4_0
-// run matvec's loop per vector over each tile. Each output is computed with exactly the
+// two rows × four vectors; Q4_K / Q6_K run matvec's loop per vector over each tile. Each output is computed with exactly the
 // arithmetic of the matvec kernel (same lanes, same order), so a batched product equals its
 // matvecs bit for bit.
 //
 // `outTab` holds nb u32 pointers to the outputs (each advanced by `outOff` bytes: the first row
 // of this thread's share); f32 / 16-bit inputs are a table `xTab` of nb pointers; Q8_0 / Q4_0
-// inputs are nb vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs
-// and xb: cols/8 bytes each).
+// inputs are quantizeBlocks32x4's interleaved groups of four vectors; Q4_K / Q6_K inputs are nb
+// vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb: cols/8
+// bytes each).
 
 const MM_TILE: i32 = 16384;
 
