@@ -283,21 +283,26 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
 /** quantizeBlocks32 with block b's values at xq + b·qStep and its scale and sum at xs / xb + b·sStep. */
 // @ts-ignore: decorator
 @inline function quantizeBlocksBy(xq: usize, xs: usize, xb: usize, x: usize, n: i32, qStep: usize, sStep: usize): void {
+  // in SIMD lanes, with the scalar definition's values: the largest |x| (max is exact in any
+  // order), q = nearest(x · id) (f32x4.nearest rounds half to even as `nearest`), the sum exact
   for (let b = 0; b < n >> 5; b++) {
     const xp = x + (<usize>b << 7);
-    let amax: f32 = 0;
-    for (let k = 0; k < 32; k++) amax = max(amax, abs(load<f32>(xp + (<usize>k << 2))));
+    let m = f32x4.splat(0);
+    for (let k = 0; k < 32; k += 4) m = f32x4.max(m, f32x4.abs(v128.load(xp + (<usize>k << 2))));
+    const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
     const d = amax / 32767;
-    const id: f32 = d != 0 ? 1 / d : 0;
-    let sum = 0;
+    const id = f32x4.splat(d != 0 ? 1 / d : 0);
+    let sum = i32x4.splat(0);
     const qp = xq + <usize>b * qStep;
-    for (let k = 0; k < 32; k++) {
-      const q = <i32>nearest(load<f32>(xp + (<usize>k << 2)) * id);
-      store<i16>(qp + (<usize>k << 1), <i16>q);
-      sum += q;
+    for (let k = 0; k < 32; k += 8) {
+      const p = xp + (<usize>k << 2);
+      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), id)));
+      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), id)));
+      v128.store(qp + (<usize>k << 1), i16x8.narrow_i32x4_s(q0, q1));
+      sum = i32x4.add(sum, i32x4.add(q0, q1));
     }
     store<f32>(xs + <usize>b * sStep, d);
-    store<i32>(xb + <usize>b * sStep, sum);
+    store<i32>(xb + <usize>b * sStep, i32x4.extract_lane(sum, 0) + i32x4.extract_lane(sum, 1) + i32x4.extract_lane(sum, 2) + i32x4.extract_lane(sum, 3));
   }
 }
 
