@@ -277,20 +277,45 @@ export function matvecQ8Groups(out: usize, xq: usize, xs: usize, wq: usize, ws: 
 // (|w| ≤ 128, |q| ≤ 32767, 8 products per lane per block).
 
 export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i32): void {
+  quantizeBlocksBy(xq, xs, xb, x, n, 64, 4);
+}
+
+/** quantizeBlocks32 with block b's values at xq + b·qStep and its scale and sum at xs / xb + b·sStep. */
+// @ts-ignore: decorator
+@inline function quantizeBlocksBy(xq: usize, xs: usize, xb: usize, x: usize, n: i32, qStep: usize, sStep: usize): void {
+  // in SIMD lanes, with the scalar definition's values: the largest |x| (max is exact in any
+  // order), q = nearest(x · id) (f32x4.nearest rounds half to even as `nearest`), the sum exact
   for (let b = 0; b < n >> 5; b++) {
     const xp = x + (<usize>b << 7);
-    let amax: f32 = 0;
-    for (let k = 0; k < 32; k++) amax = max(amax, abs(load<f32>(xp + (<usize>k << 2))));
+    let m = f32x4.splat(0);
+    for (let k = 0; k < 32; k += 4) m = f32x4.max(m, f32x4.abs(v128.load(xp + (<usize>k << 2))));
+    const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
     const d = amax / 32767;
-    const id: f32 = d != 0 ? 1 / d : 0;
-    let sum = 0;
-    for (let k = 0; k < 32; k++) {
-      const q = <i32>nearest(load<f32>(xp + (<usize>k << 2)) * id);
-      store<i16>(xq + (<usize>b << 6) + (<usize>k << 1), <i16>q);
-      sum += q;
+    const id = f32x4.splat(d != 0 ? 1 / d : 0);
+    let sum = i32x4.splat(0);
+    const qp = xq + <usize>b * qStep;
+    for (let k = 0; k < 32; k += 8) {
+      const p = xp + (<usize>k << 2);
+      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), id)));
+      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), id)));
+      v128.store(qp + (<usize>k << 1), i16x8.narrow_i32x4_s(q0, q1));
+      sum = i32x4.add(sum, i32x4.add(q0, q1));
     }
-    store<f32>(xs + (<usize>b << 2), d);
-    store<i32>(xb + (<usize>b << 2), sum);
+    store<f32>(xs + <usize>b * sStep, d);
+    store<i32>(xb + <usize>b * sStep, i32x4.extract_lane(sum, 0) + i32x4.extract_lane(sum, 1) + i32x4.extract_lane(sum, 2) + i32x4.extract_lane(sum, 3));
+  }
+}
+
+/**
+ * The nv vectors of the table xTab, quantized as quantizeBlocks32 for matmulQ8_0 / matmulQ4_0:
+ * in groups of four (the last one filled up with the last vector), each group's blocks interleaved,
+ * block b of vector v at xq + g·8n + b·256 + v·64 (int16 values) and xs / xb + g·n/2 + b·16 + v·4
+ * (scale, sum), so one pointer walks the four vectors' blocks together.
+ */
+export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize, nv: i32, n: i32): void {
+  for (let v = 0; v < ((nv + 3) & ~3); v++) {
+    const g = <usize>(v >> 2), l = <usize>(v & 3);
+    quantizeBlocksBy(xq + g * (<usize>n << 3) + (l << 6), xs + g * (<usize>n >> 1) + (l << 2), xb + g * (<usize>n >> 1) + (l << 2), entry(xTab, v, nv), n, 256, 16);
   }
 }
 
@@ -646,14 +671,15 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
 // Batched products: out_b = W · x_b for nb vectors, one pass over the weights. The rows are taken
 // in tiles that stay in cache while every vector passes over them; f32 takes the vectors two at
 // a time and f16 / bf16 four at a time, sharing each weight load and its widening; Q8_0 / Q4_0
-// run matvec's loop per vector over each tile. Each output is computed with exactly the
+// two rows × four vectors; Q4_K / Q6_K run matvec's loop per vector over each tile. Each output is computed with exactly the
 // arithmetic of the matvec kernel (same lanes, same order), so a batched product equals its
 // matvecs bit for bit.
 //
 // `outTab` holds nb u32 pointers to the outputs (each advanced by `outOff` bytes: the first row
 // of this thread's share); f32 / 16-bit inputs are a table `xTab` of nb pointers; Q8_0 / Q4_0
-// inputs are nb vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs
-// and xb: cols/8 bytes each).
+// inputs are quantizeBlocks32x4's interleaved groups of four vectors; Q4_K / Q6_K inputs are nb
+// vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb: cols/8
+// bytes each).
 
 const MM_TILE: i32 = 16384;
 
@@ -724,27 +750,105 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
 }
 
 /**
- * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes (a multiple of 4 rows), and
- * each tile multiplied by every vector with matvec's own loop while it stays in cache, so each
- * output is matvec's bit for bit. (A tile of one row × four vectors sharing the unpacking was
- * slower: V8 issues every load of an iteration first, and the 16 activation loads spill.) Inputs:
- * nv vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb:
- * cols/8 bytes each).
+ * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes that stay in cache while every
+ * group of four vectors passes over them, two rows × four vectors at a time: each weight chunk is
+ * loaded and widened once for the four vectors, each activation chunk loaded once for the two rows,
+ * and the eight integer dot products of a block are folded into two f32x4 sums (lanes: the four
+ * vectors) by `hsum4i`. Per output that is matvec's arithmetic in matvec's order (the same exact
+ * block sums, then sum += f32(isum) · (d · xs) block after block), so a batched product equals its
+ * matvecs bit for bit. Inputs: quantizeBlocks32x4's interleaved groups.
  */
 // @ts-ignore: decorator
 @inline function matmulQ4Q8(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
-  const rowBytes = <usize>nb * (q4 ? 18 : 34);
-  const qStride = <usize>cols << 1;
-  const sStride = <usize>nb << 2;
-  const tile = max(4, <i32>(<usize>MM_TILE_Q / rowBytes) & ~3);
+  const blockBytes: usize = q4 ? 18 : 34;
+  const rowBytes = <usize>nb * blockBytes;
+  const gq = <usize>cols << 3, gs = <usize>cols >> 1;
+  const tile = max(2, <i32>(<usize>MM_TILE_Q / rowBytes) & ~1);
   for (let i0 = 0; i0 < rows; i0 += tile) {
-    const n = min(tile, rows - i0);
-    for (let v = 0; v < nv; v++) {
-      const o = <usize>load<u32>(outTab + (<usize>v << 2)) + outOff + (<usize>i0 << 2);
-      matvecQ4Q8(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, w + <usize>i0 * rowBytes, n, cols, q4);
+    const i1 = min(i0 + tile, rows);
+    for (let v = 0; v < nv; v += 4) {
+      const g = <usize>(v >> 2);
+      for (let i = i0; i < i1; i += 2) {
+        const j = i + 1 < i1 ? i + 1 : i; // an odd last row is computed twice, stored once
+        tileQ4Q8(outTab, outOff, v, nv, xq + g * gq, xs + g * gs, xb + g * gs, w + <usize>i * rowBytes, w + <usize>j * rowBytes, i, j, nb, q4);
+      }
     }
   }
+}
+
+/**
+ * Chunk k (8 weights) of the Q8_0 / Q4_0 block at p, widened to int16 (Q4_0: without the −8;
+ * chunks 0 and 1 are the low nibbles of bytes 0–7 and 8–15 (`high` false), chunks 2 and 3 their
+ * high nibbles (`high` true)).
+ */
+// @ts-ignore: decorator
+@inline function chunkQ4Q8(p: usize, k: i32, q4: bool, high: bool): v128 {
+  if (!q4) return v128.load8x8_s(p + 2 + (<usize>k << 3));
+  const h = v128.load8x8_u(p + 2 + (<usize>(k & 1) << 3));
+  return high ? i16x8.shr_u(h, 4) : v128.and(h, i16x8.splat(15));
+}
+
+/** Rows i (weights at p0) and j (p1) × vectors v … v+3 (one interleaved group at aq, as, ab). */
+// @ts-ignore: decorator
+@inline function tileQ4Q8(outTab: usize, outOff: usize, v: i32, nv: i32, aq: usize, as: usize, ab: usize, p0: usize, p1: usize, i: i32, j: i32, nb: i32, q4: bool): void {
+  const blockBytes: usize = q4 ? 18 : 34;
+  const end = as + (<usize>nb << 4);
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
+  while (as < end) {
+    // chunk k (8 weights) of both rows times chunk k of each vector, in a loop rather than
+    // written out: V8 issues every load of a straight-line block first, and 24 loaded chunks
+    // with 8 sums do not fit in the 16 SIMD registers
+    let s00 = i32x4.splat(0), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    for (let k = 0; k < 4; k++) {
+      // Q4_0: chunks 0, 1 (low nibbles) in this loop, 2, 3 (high nibbles) in the next one
+      if (q4 && k == 2) break;
+      const w0 = chunkQ4Q8(p0, k, q4, false), w1 = chunkQ4Q8(p1, k, q4, false);
+      const ak = aq + (<usize>k << 4);
+      let a = v128.load(ak);
+      s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 64);
+      s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 128);
+      s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 192);
+      s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+    }
+    if (q4) {
+      for (let k = 2; k < 4; k++) {
+        const w0 = chunkQ4Q8(p0, k, q4, true), w1 = chunkQ4Q8(p1, k, q4, true);
+        const ak = aq + (<usize>k << 4);
+        let a = v128.load(ak);
+      s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 64);
+      s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 128);
+      s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+      a = v128.load(ak, 192);
+      s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+      }
+    }
+    let isum0 = hsum4i(s00, s01, s02, s03), isum1 = hsum4i(s10, s11, s12, s13);
+    if (q4) {
+      const b8 = i32x4.shl(v128.load(ab), 3);
+      isum0 = i32x4.sub(isum0, b8); isum1 = i32x4.sub(isum1, b8);
+    }
+    // the two rows' scales d in lanes 0 and 1, each times the four vectors' scales
+    const d = halfToF32(v128.load16_lane(p1, v128.load16_lane(p0, i32x4.splat(0), 1), 3), HALF_F16);
+    const xsv = v128.load(as);
+    const d0 = i8x16.shuffle(d, d, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    const d1 = i8x16.shuffle(d, d, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.mul(d0, xsv)));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.mul(d1, xsv)));
+    p0 += blockBytes; p1 += blockBytes;
+    aq += 256; as += 16; ab += 16;
+  }
+  const oi = outOff + (<usize>i << 2), oj = outOff + (<usize>j << 2);
+  store<f32>(entry(outTab, v, nv) + oj, f32x4.extract_lane(acc1, 0));
+  store<f32>(entry(outTab, v, nv) + oi, f32x4.extract_lane(acc0, 0));
+  if (v + 1 < nv) { store<f32>(entry(outTab, v + 1, nv) + oj, f32x4.extract_lane(acc1, 1)); store<f32>(entry(outTab, v + 1, nv) + oi, f32x4.extract_lane(acc0, 1)); }
+  if (v + 2 < nv) { store<f32>(entry(outTab, v + 2, nv) + oj, f32x4.extract_lane(acc1, 2)); store<f32>(entry(outTab, v + 2, nv) + oi, f32x4.extract_lane(acc0, 2)); }
+  if (v + 3 < nv) { store<f32>(entry(outTab, v + 3, nv) + oj, f32x4.extract_lane(acc1, 3)); store<f32>(entry(outTab, v + 3, nv) + oi, f32x4.extract_lane(acc0, 3)); }
 }
 
 const MM_TILE_Q: i32 = 65536;
@@ -952,7 +1056,8 @@ export function storeHalves(dst: usize, src: usize, n: i32): void {
 /**
  * Causal attention of one position over the KV cache (rows 0..pos of `kc` and `vc`, each row
  * kvDim floats). Query head h uses key/value head h / (nHeads / nKvHeads). `att` is scratch of
- * pos + 1 floats. Scores and the weighted sum of values are float32 SIMD.
+ * nHeads · (pos + 1) floats (every head's scores). Scores and the weighted sum of values are
+ * float32 SIMD.
  */
 export function attention(
   out: usize, q: usize, kc: usize, vc: usize, att: usize,
@@ -989,26 +1094,70 @@ export function attentionF16(
   const shift: usize = half ? 1 : 2; // log2 of a cache value's bytes
   const kvMul = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(<f64>headDim);
-  const h4 = headDim & ~3;
+  const h4 = headDim & ~3, h16 = headDim & ~15;
   const rowBytes = <usize>kvDim << shift;
-  for (let h = 0; h < nHeads; h++) {
-    const qh = q + (<usize>(h * headDim) << 2);
-    const kvo = <usize>((h / kvMul) * headDim) << shift;
-    for (let t = 0; t <= pos; t++) {
-      const k = kc + <usize>t * rowBytes + kvo;
-      let a = f32x4.splat(0);
+  const n = pos + 1;
+  const attBytes = <usize>n << 2; // one head's scores
+  // scores, position after position: each cache row is read once, front to back, for every head
+  // (head by head, the rows' slices would be read a row apart and miss the cache each time);
+  // four sums in flight per score (one would wait on each add's latency)
+  for (let t = 0; t < n; t++) {
+    const kt = kc + <usize>t * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const qh = q + (<usize>(h * headDim) << 2);
+      const k = kt + (<usize>((h / kvMul) * headDim) << shift);
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       let i = 0;
-      for (; i < h4; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(qh + (<usize>i << 2)), cache4(k + (<usize>i << shift), half)));
-      let s = hsum(a);
+      for (; i < h16; i += 16) {
+        const qp = qh + (<usize>i << 2), kp = k + (<usize>i << shift);
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(qp), cache4(kp, half)));
+        a1 = f32x4.add(a1, f32x4.mul(v128.load(qp, 16), cache4(kp + (<usize>4 << shift), half)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(qp, 32), cache4(kp + (<usize>8 << shift), half)));
+        a3 = f32x4.add(a3, f32x4.mul(v128.load(qp, 48), cache4(kp + (<usize>12 << shift), half)));
+      }
+      for (; i < h4; i += 4) a0 = f32x4.add(a0, f32x4.mul(v128.load(qh + (<usize>i << 2)), cache4(k + (<usize>i << shift), half)));
+      let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
       for (; i < headDim; i++) s += load<f32>(qh + (<usize>i << 2)) * cache1(k + (<usize>i << shift), half);
-      store<f32>(att + (<usize>t << 2), <f32>(<f64>s * scale));
+      store<f32>(att + <usize>h * attBytes + (<usize>t << 2), <f32>(<f64>s * scale));
     }
-    softmax(att, pos + 1);
-    const oh = out + (<usize>(h * headDim) << 2);
-    memory.fill(oh, 0, <usize>headDim << 2);
-    for (let t = 0; t <= pos; t++) {
-      const v = vc + <usize>t * rowBytes + kvo;
-      const w = load<f32>(att + (<usize>t << 2));
+  }
+  for (let h = 0; h < nHeads; h++) softmax(att + <usize>h * attBytes, n);
+  // out_h = Σ_t att_h[t]·v_t, position after position, again one pass over the cache rows; four
+  // positions per pass over the output (the same additions in the same order, one load and store
+  // of the output instead of four)
+  memory.fill(out, 0, <usize>(nHeads * headDim) << 2);
+  let t = 0;
+  for (; t + 4 <= n; t += 4) {
+    const vt = vc + <usize>t * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const oh = out + (<usize>(h * headDim) << 2);
+      const v0 = vt + (<usize>((h / kvMul) * headDim) << shift), v1 = v0 + rowBytes, v2 = v1 + rowBytes, v3 = v2 + rowBytes;
+      const ap = att + <usize>h * attBytes + (<usize>t << 2);
+      const w0 = load<f32>(ap), w1 = load<f32>(ap, 4), w2 = load<f32>(ap, 8), w3 = load<f32>(ap, 12);
+      const x0 = f32x4.splat(w0), x1 = f32x4.splat(w1), x2 = f32x4.splat(w2), x3 = f32x4.splat(w3);
+      let i = 0;
+      for (; i < h4; i += 4) {
+        const p = <usize>i << 2, c = <usize>i << shift;
+        let o = f32x4.add(v128.load(oh + p), f32x4.mul(x0, cache4(v0 + c, half)));
+        o = f32x4.add(o, f32x4.mul(x1, cache4(v1 + c, half)));
+        o = f32x4.add(o, f32x4.mul(x2, cache4(v2 + c, half)));
+        v128.store(oh + p, f32x4.add(o, f32x4.mul(x3, cache4(v3 + c, half))));
+      }
+      for (; i < headDim; i++) {
+        const p = <usize>i << 2, c = <usize>i << shift;
+        let o = load<f32>(oh + p) + w0 * cache1(v0 + c, half);
+        o += w1 * cache1(v1 + c, half);
+        o += w2 * cache1(v2 + c, half);
+        store<f32>(oh + p, o + w3 * cache1(v3 + c, half));
+      }
+    }
+  }
+  for (; t < n; t++) {
+    const vt = vc + <usize>t * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const oh = out + (<usize>(h * headDim) << 2);
+      const v = vt + (<usize>((h / kvMul) * headDim) << shift);
+      const w = load<f32>(att + <usize>h * attBytes + (<usize>t << 2));
       const wv = f32x4.splat(w);
       let i = 0;
       for (; i < h4; i += 4) {

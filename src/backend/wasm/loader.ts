@@ -20,6 +20,7 @@ export interface Kernels {
   quantizeGroups(xq: number, xs: number, x: number, n: number, gs: number): void;
   matvecQ8Groups(out: number, xq: number, xs: number, wq: number, ws: number, rows: number, cols: number, gs: number): void;
   quantizeBlocks32(xq: number, xs: number, xb: number, x: number, n: number): void;
+  quantizeBlocks32x4(xq: number, xs: number, xb: number, xTab: number, nv: number, n: number): void;
   matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matvecQ4_0(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;

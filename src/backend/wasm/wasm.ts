@@ -177,6 +177,7 @@ export class WasmBackend implements Backend {
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
   private readonly specials = new WeakMap<Weight, boolean>(); // see `special`
+  private att: { ptr: number; n: number } | undefined; // attention scores of every head (`scores`)
 
   readonly memory: WasmMemory;
   private readonly k: Kernels;
@@ -319,8 +320,15 @@ export class WasmBackend implements Backend {
           ? { ...base, kernel: KERNEL.mmF32, rowBytes: 4 * cols }
           : { ...base, kernel: this.halfKernels(ww)[1], rowBytes: 2 * cols };
       } else {
-        // ggml blocks: each vector quantized into its own blocks, back to back
-        for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
+        if (ww.kind === 'Q8_0' || ww.kind === 'Q4_0') {
+          // ggml blocks, four vectors' blocks interleaved (quantizeBlocks32x4)
+          const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
+          for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
+          this.k.quantizeBlocks32x4(bt.xq, bt.xs, bt.xb, bt.xTab, nb, cols);
+        } else {
+          // ggml blocks: each vector quantized into its own blocks, back to back
+          for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
+        }
         const kernel = { Q8_0: KERNEL.mmQ8_0, Q4_0: KERNEL.mmQ4_0, Q4_K: KERNEL.mmQ4_K, Q6_K: KERNEL.mmQ6_K }[ww.kind as 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K'];
         p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, rowBytes: (ww.host as { rowBytes: number }).rowBytes };
       }
@@ -446,10 +454,23 @@ export class WasmBackend implements Backend {
     this.k.rope(ptr(v), n, headDim, ptr(cos), ptr(sin));
   }
 
-  attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, s: AttentionShape): void {
+  attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, _att: Vector, pos: number, s: AttentionShape): void {
     const half = (keyCache as WasmVector).half;
     if (half !== (valueCache as WasmVector).half) throw new Error('internal: attention over an f16 and an f32 cache');
-    (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), ptr(att), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+    (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), this.scores(s.nHeads * (pos + 1)), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+  }
+
+  /**
+   * Scratch for `n` attention scores: the kernel scores every head over each cache row in one pass,
+   * so it needs all heads' scores at once, more than the session's one-head `att` vector.
+   */
+  private scores(n: number): number {
+    if (!this.att || this.att.n < n) {
+      if (this.att) this.heap.release(this.att.ptr, 4 * this.att.n);
+      const size = roundUp(n, 4096);
+      this.att = { ptr: this.heap.alloc(4 * size), n: size };
+    }
+    return this.att.ptr;
   }
 
   siluMul(a: Vector, b: Vector): void {
