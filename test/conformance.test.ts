@@ -14,13 +14,14 @@
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { BACKEND_NAMES, BackendUnavailableError, createBackend, type Backend, type BackendName } from '../src/backend/backend.js';
+import { BACKEND_NAMES, BackendUnavailableError, createBackend, openBackend, type Backend, type BackendName } from '../src/backend/backend.js';
 import { ropeAngles } from '../src/backend/ref/ops.js';
 import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/index.js';
 import { forwardBatch } from '../src/model/forward.js';
 import { f32Matrix, ggmlMatrix, half16Matrix, q8Matrix, quantizeQ8, type Matrix } from '../src/model/tensor.js';
 import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
 import { instantiateKernels, wasmApi } from '../src/backend/wasm/loader.js';
+import { COLD_MIN_BYTES, wakeRule, type WasmBackend } from '../src/backend/wasm/wasm.js';
 
 const MAX_WASM_PAGES = 65536; // the kernels declare a shared memory of at most 4 GiB
 import { nmse, readJsonl, seededRandom, shared } from './helpers.js';
@@ -516,9 +517,12 @@ test('Session.prefill and forwardBatch equal forward token by token, bit for bit
   }
 });
 
-test('wasm: a whole model gives the same logits on 1 and 2 threads', () => {
+test('wasm: a whole model gives the same logits on 1 and 2 threads', (t) => {
   const shape = { dim: 512, hiddenDim: 1536, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 1200, seqLen: 12, sharedClassifier: false };
   const base = randomModel(shape, 9, 0.2);
+  // a model this small reads less than COLD_MIN_BYTES per token: split its products anyway
+  wakeRule.coldMinBytes = 0;
+  t.after(() => void (wakeRule.coldMinBytes = COLD_MIN_BYTES));
   for (const type of ['f32', 'Q4_0']) {
     const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
     const w = base.weights;
@@ -538,7 +542,25 @@ test('wasm: a whole model gives the same logits on 1 and 2 threads', () => {
       return Array.from({ length: shape.seqLen }, (_, pos) => Float32Array.from(s.forward((pos * 13 + 5) % shape.vocabSize, pos)));
     };
     assert.deepEqual(logits(2), logits(1), type);
+    assert.ok((openBackend(model, 'wasm', 2).backend as WasmBackend).threadsStarted, `${type}: the products ran on 2 threads`);
   }
+});
+
+test('wasm: a model reading under COLD_MIN_BYTES per token does not wake worker threads to decode; a prefill chunk does', async () => {
+  // splittable per token: q, k, v (3.1 MB), w1 + w3 (6.3 MB), w2 (3.1 MB), the 4000 × 512 classifier (8.2 MB)
+  const shape = { dim: 512, hiddenDim: 1536, nLayers: 1, nHeads: 8, nKvHeads: 8, vocabSize: 4000, seqLen: 80, sharedClassifier: false };
+  const model: Model = { ...randomModel(shape, 3, 0.2), source: { path: '(random)', format: 'f32' } };
+  const s = new Session(model, { backend: 'wasm', threads: 2 });
+  const one = new Session(model, { backend: 'wasm', threads: 1 });
+  const b = openBackend(model, 'wasm', 2).backend as WasmBackend;
+  for (let pos = 0; pos < 6; pos++) {
+    await new Promise((r) => setTimeout(r, 2)); // the workers would be asleep by now
+    assert.deepEqual(s.forward(pos + 7, pos), Float32Array.from(one.forward(pos + 7, pos)));
+  }
+  assert.equal(b.threadsStarted, false, 'decode stayed on the calling thread');
+  const prompt = Array.from({ length: 64 }, (_, i) => (i * 11 + 3) % shape.vocabSize);
+  assert.deepEqual(s.prefill(prompt, 6), Float32Array.from(one.prefill(prompt, 6)));
+  assert.equal(b.threadsStarted, true, 'a 64-token chunk (64 × the weights) is split');
 });
 
 function argmaxOf(x: Float32Array): number {

@@ -24,7 +24,7 @@ import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
 import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, roundUp, type Part } from './memory.js';
-import { KERNEL, MAX_PRODUCTS, runRows, ThreadPool, type Product } from './pool.js';
+import { KERNEL, MAX_PRODUCTS, runRows, SPIN_US, ThreadPool, type Product } from './pool.js';
 
 
 /**
@@ -36,6 +36,19 @@ import { KERNEL, MAX_PRODUCTS, runRows, ThreadPool, type Product } from './pool.
  * and only its classifier on two; TinyLlama and larger run every product on all threads.
  */
 export const MIN_PARALLEL_WEIGHTS = 512 * 1024;
+
+/**
+ * When the workers are asleep (no dispatch in the last SPIN_US), waking one costs far more than
+ * the 25–35 µs of a bare-metal core on the bench machine, a virtual one: a 16 MB f32 matvec took
+ * 0.96 ms on 2 threads back to back, 1.38–1.44 ms after a 2–5 ms pause (1 thread: 1.4–2.2 ms) —
+ * about 0.4 ms to wake. So for a model whose token reads fewer than COLD_MIN_BYTES in products
+ * large enough to split (stories15M: only its classifier, 9.8 MB at Q8_0), a dispatch that finds
+ * the workers asleep runs on the calling thread unless it alone reads that much (a prefill chunk).
+ */
+export const COLD_MIN_BYTES = 24 * 2 ** 20;
+
+/** The threshold in use (tests set it to 0 to split every eligible product of small models). */
+export const wakeRule = { coldMinBytes: COLD_MIN_BYTES };
 
 /** Matrix-vector kernels, by weight type (see asm/kernels.ts). */
 type Kind = 'f32' | 'f16' | 'bf16' | 'q8' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
@@ -108,11 +121,14 @@ export function createWasmBackend(model: Model, threads = 1): WasmSplit {
   const w = model.weights;
   const maxCols = Math.max(c.dim, c.hiddenDim);
   const layerMats = w.layers.map((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3]);
+  // the bytes a token reads in dispatches large enough to split (q, k, v together; w1, w3 together)
+  const big = (ms: Matrix[]) => (ms.reduce((n, m) => n + m.rows * m.cols, 0) >= MIN_PARALLEL_WEIGHTS ? ms.reduce((n, m) => n + matrixBytes(m), 0) : 0);
+  const tokenBytes = w.layers.reduce((n, l) => n + big([l.wq, l.wk, l.wv]) + big([l.wo]) + big([l.w1, l.w3]) + big([l.w2]), 0) + big([w.classifier]);
   const placed = (m: Matrix) => partOf(m.type === 'q8' ? m.q : m.data);
   const backends = new Map<Part, WasmBackend>();
   const on = (part: Part) => {
     let b = backends.get(part);
-    if (!b) backends.set(part, (b = new WasmBackend(part, maxCols, threads)));
+    if (!b) backends.set(part, (b = new WasmBackend(part, maxCols, threads, tokenBytes)));
     return b;
   };
   if (layerMats.every((ms) => ms.every((m) => !kindOf(m) || placed(m))) && (!kindOf(w.classifier) || placed(w.classifier))) {
@@ -131,7 +147,7 @@ export function createWasmBackend(model: Model, threads = 1): WasmSplit {
     placedBytes(w.classifier),
     Math.min(kv, 256 * 2 ** 20),
   );
-  const list = plan.partBytes.map((bytes) => new WasmBackend(createPart(bytes), maxCols, threads));
+  const list = plan.partBytes.map((bytes) => new WasmBackend(createPart(bytes), maxCols, threads, tokenBytes));
   return { backends: list, layerPart: plan.layerPart, headPart: plan.headPart };
 }
 
@@ -173,6 +189,7 @@ export class WasmBackend implements Backend {
   // the reference op's scratch, for weight types without a kernel
   private readonly refScratch: ops.QuantizedScratch;
   private pool: ThreadPool | undefined; // started at the first dispatch large enough to split
+  private lastDispatch = -Infinity; // when the last split dispatch ended (its workers spin SPIN_US after it)
   private readonly maxCols: number;
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
@@ -182,7 +199,12 @@ export class WasmBackend implements Backend {
   readonly memory: WasmMemory;
   private readonly k: Kernels;
 
-  constructor(readonly part: Part, maxCols: number, readonly threads: number) {
+  /**
+   * `tokenBytes`: the bytes a token of the model reads in dispatches large enough to split; under
+   * COLD_MIN_BYTES, waking the workers each token costs more than they save, so a dispatch that
+   * finds them asleep runs here unless it is itself that large (prefill's batched products are).
+   */
+  constructor(readonly part: Part, maxCols: number, readonly threads: number, private readonly tokenBytes = Infinity) {
     if (!Number.isInteger(threads) || threads < 1) throw new Error(`internal: ${threads} threads`);
     this.memory = part.memory;
     this.k = part.kernels;
@@ -199,6 +221,11 @@ export class WasmBackend implements Backend {
       scheme: '',
     }));
     this.refScratch = { q: new Int8Array(n), s: new Float32Array(n) };
+  }
+
+  /** Whether the worker threads were started (at the first dispatch worth splitting). */
+  get threadsStarted(): boolean {
+    return this.pool !== undefined;
   }
 
   private threadPool(): ThreadPool | undefined {
@@ -332,8 +359,8 @@ export class WasmBackend implements Backend {
         const kernel = { Q8_0: KERNEL.mmQ8_0, Q4_0: KERNEL.mmQ4_0, Q4_K: KERNEL.mmQ4_K, Q6_K: KERNEL.mmQ6_K }[ww.kind as 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K'];
         p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, rowBytes: (ww.host as { rowBytes: number }).rowBytes };
       }
-      const pool = rows * cols * nb >= MIN_PARALLEL_WEIGHTS ? this.threadPool() : undefined;
-      if (pool) pool.run([p]);
+      const pool = this.poolFor(rows * cols * nb, rows * p.rowBytes * nb);
+      if (pool) this.runOn(pool, [p]);
       else runRows(this.k, p, 0, rows);
     }
   }
@@ -372,9 +399,22 @@ export class WasmBackend implements Backend {
       const p = this.product(out, x, w as WasmWeight, this.slots[i]!);
       if (p) jobs.push(p), (weights += p.rows * p.cols);
     });
-    const pool = weights >= MIN_PARALLEL_WEIGHTS ? this.threadPool() : undefined;
-    if (pool) pool.run(jobs);
+    const pool = this.poolFor(weights, jobs.reduce((n, p) => n + p.rows * p.rowBytes, 0));
+    if (pool) this.runOn(pool, jobs);
     else for (const p of jobs) runRows(this.k, p, 0, p.rows);
+  }
+
+  /** The pool for a dispatch of `weights` weights in `bytes` bytes, or undefined to run it here (see COLD_MIN_BYTES). */
+  private poolFor(weights: number, bytes: number): ThreadPool | undefined {
+    if (this.threads === 1 || weights < MIN_PARALLEL_WEIGHTS) return undefined;
+    const min = wakeRule.coldMinBytes;
+    const cold = this.tokenBytes < min && bytes < min && performance.now() - this.lastDispatch >= SPIN_US / 1000;
+    return cold ? undefined : this.threadPool();
+  }
+
+  private runOn(pool: ThreadPool, jobs: Product[]): void {
+    pool.run(jobs);
+    this.lastDispatch = performance.now();
   }
 
   /**
