@@ -1067,6 +1067,21 @@ export function attention(
 }
 
 /** attention over an f16 cache: the same arithmetic on the exactly widened halves. */
+/**
+ * Attention for tokens r0..r1 of a batch (prefill: threads take disjoint ranges): entry t of the
+ * table at `tab` is six u32 — out, q, key cache, value cache, score scratch, position — and each
+ * token runs exactly `attention` (or `attentionF16` when `half` is 1).
+ */
+export function attentionRows(tab: usize, r0: i32, r1: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32, half: i32): void {
+  for (let t = r0; t < r1; t++) {
+    const e = tab + <usize>t * 24;
+    const out = <usize>load<u32>(e), q = <usize>load<u32>(e, 4), kc = <usize>load<u32>(e, 8);
+    const vc = <usize>load<u32>(e, 12), att = <usize>load<u32>(e, 16), pos = <i32>load<u32>(e, 20);
+    if (half) attentionBy(out, q, kc, vc, att, pos, nHeads, nKvHeads, headDim, kvDim, true);
+    else attentionBy(out, q, kc, vc, att, pos, nHeads, nKvHeads, headDim, kvDim, false);
+  }
+}
+
 export function attentionF16(
   out: usize, q: usize, kc: usize, vc: usize, att: usize,
   pos: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kvDim: i32,

@@ -59,6 +59,16 @@ export interface Weight {
   readonly host: Matrix;
 }
 
+/** One token's attention: the arguments of `Backend.attention`. */
+export interface AttentionItem {
+  readonly out: Vector;
+  readonly q: Vector;
+  readonly keyCache: Vector;
+  readonly valueCache: Vector;
+  readonly att: Vector;
+  readonly pos: number;
+}
+
 /** The ops of the interface, as `supports` names them. */
 export type Op = 'matvec' | 'matmul' | 'rmsnorm' | 'rope' | 'attention' | 'siluMul' | 'add' | 'softmax' | 'argmax';
 
@@ -106,6 +116,11 @@ export interface Backend {
   rope(v: Vector, n: number, headDim: number, cos: Vector, sin: Vector): void;
   /** Causal attention over rows 0..pos of the caches (both of one CacheType). */
   attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, shape: AttentionShape): void;
+  /**
+   * `attention` for each of several tokens (a prefill chunk, or one token of each of several
+   * sequences), with identical results; a threaded backend splits the tokens across its threads.
+   */
+  attentions(items: ReadonlyArray<AttentionItem>, shape: AttentionShape): void;
   /** a = silu(a) * b. */
   siluMul(a: Vector, b: Vector): void;
   /** x += y. */

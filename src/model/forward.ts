@@ -359,11 +359,9 @@ export class Session {
         b.copy(st.keyCache[l]!, pos * kv, K[t]!);
         b.copy(st.valueCache[l]!, pos * kv, V[t]!);
       }
-      // causal: token t attends over positions 0..pos of its own cache (later rows are not read)
-      for (let t = 0; t < n; t++) {
-        const { st, pos } = items[t]!;
-        b.attention(XB[t]!, Q[t]!, st.keyCache[l]!, st.valueCache[l]!, st.parts[part]!.att, pos, c);
-      }
+      // causal: token t attends over positions 0..pos of its own cache (later rows are not read;
+      // all of this layer's rows are written above, so the tokens may run in any order, or at once)
+      b.attentions(items.map(({ st, pos }, t) => ({ out: XB[t]!, q: Q[t]!, keyCache: st.keyCache[l]!, valueCache: st.valueCache[l]!, att: st.parts[part]!.att, pos })), c);
       b.matmul(XB2, XB, lw.wo);
       for (let t = 0; t < n; t++) b.add(X[t]!, XB2[t]!);
 

@@ -47,6 +47,9 @@ export function refBackend(maxCols: number): Backend {
     rmsnorm: (out, x, weight, eps) => ops.rmsnorm(f32(out), f32(x), f32(weight), eps),
     rope: (v, n, headDim, cos, sin) => ops.rope(f32(v), n, headDim, f32(cos), f32(sin)),
     attention: (out, q, kc, vc, att, pos, shape: AttentionShape) => ops.attention(f32(out), f32(q), kv(kc), kv(vc), f32(att), pos, shape),
+    attentions: (items, shape) => {
+      for (const a of items) ops.attention(f32(a.out), f32(a.q), kv(a.keyCache), kv(a.valueCache), f32(a.att), a.pos, shape);
+    },
     siluMul: (a, b) => ops.siluMul(f32(a), f32(b)),
     add: (x, y) => ops.add(f32(x), f32(y)),
     softmax: (x, n) => ops.softmax(f32(x), n),

@@ -40,6 +40,7 @@ export interface Kernels {
   siluMul(a: number, b: number, n: number): void;
   add(x: number, y: number, n: number): void;
   attention(out: number, q: number, kc: number, vc: number, att: number, pos: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number): void;
+  attentionRows(tab: number, r0: number, r1: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number, half: number): void;
   attentionF16(out: number, q: number, kc: number, vc: number, att: number, pos: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number): void;
   storeHalves(dst: number, src: number, n: number): void;
 }

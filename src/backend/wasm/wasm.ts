@@ -19,7 +19,7 @@ import type { Model } from '../../model/weights.js';
 import { kvDim } from '../../model/config.js';
 import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
-import type { AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
+import type { AttentionItem, AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
@@ -189,6 +189,7 @@ export class WasmBackend implements Backend {
   // the reference op's scratch, for weight types without a kernel
   private readonly refScratch: ops.QuantizedScratch;
   private pool: ThreadPool | undefined; // started at the first dispatch large enough to split
+  private attnBatch: { tab: number; scratch: number; n: number; per: number } | undefined; // attentions' table and scratch
   private lastDispatch = -Infinity; // when the last split dispatch ended (its workers spin SPIN_US after it)
   private readonly maxCols: number;
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
@@ -498,6 +499,42 @@ export class WasmBackend implements Backend {
     const half = (keyCache as WasmVector).half;
     if (half !== (valueCache as WasmVector).half) throw new Error('internal: attention over an f16 and an f32 cache');
     (half ? this.k.attentionF16 : this.k.attention)(ptr(out), ptr(q), ptr(keyCache), ptr(valueCache), this.scores(s.nHeads * (pos + 1)), pos, s.nHeads, s.nKvHeads, s.headDim, s.nKvHeads * s.headDim);
+  }
+
+  /**
+   * Each item's `attention`, the tokens split across the threads (each with its own score
+   * scratch); bit-identical to calling `attention` on each. Tokens go into the job's table in the
+   * order first, last, second, second to last, … so that each thread's contiguous share holds
+   * short and long positions alike.
+   */
+  attentions(items: ReadonlyArray<AttentionItem>, s: AttentionShape): void {
+    const n = items.length;
+    if (n === 0) return;
+    const half = (items[0]!.keyCache as WasmVector).half;
+    let maxPos = 0;
+    let macs = 0;
+    for (const a of items) {
+      if ((a.keyCache as WasmVector).half !== half || (a.valueCache as WasmVector).half !== half) throw new Error('internal: attention over f16 and f32 caches');
+      maxPos = Math.max(maxPos, a.pos);
+      macs += 2 * s.nHeads * (a.pos + 1) * s.headDim;
+    }
+    const per = roundUp(s.nHeads * (maxPos + 1), 16); // floats of one token's scores
+    if (!this.attnBatch || this.attnBatch.n < n || this.attnBatch.per < per) {
+      if (this.attnBatch) this.heap.release(this.attnBatch.tab, 24 * this.attnBatch.n), this.heap.release(this.attnBatch.scratch, 4 * this.attnBatch.per * this.attnBatch.n);
+      const size = { n: Math.max(n, this.attnBatch?.n ?? 0), per: Math.max(per, this.attnBatch?.per ?? 0) };
+      this.attnBatch = { ...size, tab: this.heap.alloc(24 * size.n), scratch: this.heap.alloc(4 * size.per * size.n) };
+    }
+    const bt = this.attnBatch;
+    const tab = new Uint32Array(this.memory.buffer, bt.tab, 6 * n);
+    for (let j = 0; j < n; j++) {
+      const a = items[j % 2 === 0 ? j / 2 : n - 1 - (j - 1) / 2]!;
+      tab.set([ptr(a.out), ptr(a.q), ptr(a.keyCache), ptr(a.valueCache), bt.scratch + 4 * bt.per * j, a.pos], 6 * j);
+    }
+    const kvDim = s.nKvHeads * s.headDim;
+    const p: Product = { kernel: KERNEL.attnRows, out: bt.tab, xq: 0, xs: 0, xb: 0, w: 0, s: kvDim, rows: n, cols: s.nHeads, gs: s.nKvHeads, rowBytes: s.headDim, nb: half ? 1 : 0 };
+    const pool = n > 1 ? this.poolFor(macs, 4 * macs) : undefined;
+    if (pool) this.runOn(pool, [p]);
+    else runRows(this.k, p, 0, n);
   }
 
   /**
