@@ -819,13 +819,13 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
         const w0 = chunkQ4Q8(p0, k, q4, true), w1 = chunkQ4Q8(p1, k, q4, true);
         const ak = aq + (<usize>k << 4);
         let a = v128.load(ak);
-      s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
-      a = v128.load(ak, 64);
-      s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
-      a = v128.load(ak, 128);
-      s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
-      a = v128.load(ak, 192);
-      s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
+        s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
+        a = v128.load(ak, 64);
+        s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
+        a = v128.load(ak, 128);
+        s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
+        a = v128.load(ak, 192);
+        s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
       }
     }
     let isum0 = hsum4i(s00, s01, s02, s03), isum1 = hsum4i(s10, s11, s12, s13);

@@ -60,6 +60,21 @@ function randomMatrix(type: string, rows: number, cols: number, rnd: () => numbe
   return toType(type, v, rows, cols);
 }
 
+/** `base` (a random f32 model) with every matrix but the embedding table in weight type `type`. */
+function withType(base: Omit<Model, 'source'>, type: string): Model {
+  const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
+  const w = base.weights;
+  return {
+    config: base.config,
+    source: { path: '(random)', format: type },
+    weights: {
+      ...w,
+      classifier: conv(w.classifier),
+      layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
+    },
+  };
+}
+
 function toType(type: string, v: Float32Array, rows: number, cols: number): Matrix {
   if (type === 'f32') return f32Matrix(v, rows, cols);
   if (type === 'f16' || type === 'bf16') return half16Matrix(type, Uint16Array.from(v, type === 'f16' ? f32ToF16 : f32ToBf16), rows, cols);
@@ -304,18 +319,7 @@ for (const name of OTHERS) {
     const base = randomModel(shape, 5, 0.2);
     const bounds: Record<string, number> = { f32: 1e-10, f16: 1e-10, bf16: 1e-10, 'q8:64': 1e-9, Q8_0: 1e-7, Q4_0: 1e-7, Q4_K: 1e-7, Q6_K: 1e-7 };
     for (const [type, bound] of Object.entries(bounds)) {
-      const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
-      const w = base.weights;
-      const model: Model = {
-        config: base.config,
-        source: { path: '(random)', format: type },
-        weights: {
-          tokenEmbedding: w.tokenEmbedding,
-          finalNorm: w.finalNorm,
-          classifier: conv(w.classifier),
-          layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
-        },
-      };
+      const model = withType(base, type);
       const s = new Session(model, { backend: name });
       const r = new Session(model, { backend: 'ref' });
       assert.equal(s.backend, name, s.fallbackReason);
@@ -482,17 +486,7 @@ test('Session.prefill and forwardBatch equal forward token by token, bit for bit
   const shape = { dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 300, seqLen: 80, sharedClassifier: false };
   const base = randomModel(shape, 11, 0.2);
   for (const type of ['f32', 'f16', 'Q8_0', 'Q4_0']) {
-    const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
-    const w = base.weights;
-    const model: Model = {
-      config: base.config,
-      source: { path: '(random)', format: type },
-      weights: {
-        ...w,
-        classifier: conv(w.classifier),
-        layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
-      },
-    };
+    const model = withType(base, type);
     const tokens = Array.from({ length: 75 }, (_, i) => (i * 37 + 3) % shape.vocabSize);
     for (const [backend, threads] of [['ref', 1], ['wasm', 1], ['wasm', 2]] as const) {
       const s = new Session(model, { backend, threads });
@@ -524,17 +518,7 @@ test('wasm: a whole model gives the same logits on 1 and 2 threads', (t) => {
   wakeRule.coldMinBytes = 0;
   t.after(() => void (wakeRule.coldMinBytes = COLD_MIN_BYTES));
   for (const type of ['f32', 'Q4_0']) {
-    const conv = (m: Matrix) => (m.type === 'f32' ? toType(type, m.data, m.rows, m.cols) : m);
-    const w = base.weights;
-    const model: Model = {
-      config: base.config,
-      source: { path: '(random)', format: type },
-      weights: {
-        ...w,
-        classifier: conv(w.classifier),
-        layers: w.layers.map((l) => ({ ...l, wq: conv(l.wq), wk: conv(l.wk), wv: conv(l.wv), wo: conv(l.wo), w1: conv(l.w1), w2: conv(l.w2), w3: conv(l.w3) })),
-      },
-    };
+    const model = withType(base, type);
     const logits = (threads: number) => {
       const s = new Session(model, { backend: 'wasm', threads });
       assert.equal(s.backend, 'wasm', s.fallbackReason);

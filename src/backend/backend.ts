@@ -139,6 +139,8 @@ export interface BackendModel {
   /** The part of the head (final norm, classifier); the only one for most models. */
   readonly backend: Backend;
   readonly parts: readonly Backend[];
+  /** Its index in `parts`. */
+  readonly head: number;
   /** Why the requested backend is not the one running, when it is not. */
   readonly fallbackReason?: string;
   readonly tokenEmbedding: Matrix; // (vocabSize, dim) rows are read on the host
@@ -296,6 +298,7 @@ function uploadModel(split: Split, model: Model): BackendModel {
   return {
     backend,
     parts: split.backends,
+    head: split.headPart,
     tokenEmbedding: w.tokenEmbedding,
     layers,
     finalNorm: backend.vector(w.finalNorm.length, w.finalNorm),

@@ -9,7 +9,7 @@ import type { Dialog } from '../generate/dialog.js';
 import { Llama } from '../llama.js';
 import { formatFlags, parseArgs, type FlagSpec, type ParsedFlags } from './args.js';
 import { parseQuantize } from './plan.js';
-import { parseFit, parseKvCache, type RunIO } from './run.js';
+import { parseFit, parseKvCache, parseThreads, type RunIO } from './run.js';
 
 const COMMON: FlagSpec[] = [
   { long: '--ckpt_dir', key: 'ckptDir', kind: 'string', placeholder: 'path', help: 'model: a Meta or Hugging Face directory, a GGUF or llama2.c file' },
@@ -81,8 +81,7 @@ export const META_EXAMPLE_DIALOGS: Dialog[] = [
 
 async function build(flags: ParsedFlags, defaults: { maxSeqLen: number; maxBatchSize: number }, io: RunIO): Promise<Llama> {
   if (flags.ckptDir === undefined) throw new InvalidArgumentError('missing --ckpt_dir <dir>', '--ckpt_dir');
-  const threads = flags.threads as number | undefined;
-  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
+  const threads = parseThreads(flags.threads);
   return Llama.build({
     ckptDir: flags.ckptDir as string,
     ...(flags.tokenizerPath !== undefined ? { tokenizerPath: flags.tokenizerPath as string } : {}),

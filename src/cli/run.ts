@@ -68,8 +68,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
   if (mode !== 'generate' && mode !== 'chat') throw new InvalidArgumentError(`-m (mode) must be 'generate' or 'chat'; got '${mode}'`, '-m');
   const prompt = flags.prompt as string | undefined;
   const system = flags.system as string | undefined;
-  const threads = flags.threads as number | undefined;
-  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
+  const threads = parseThreads(flags.threads);
   const kvCache = parseKvCache(flags.kvCache);
   const session = { ...(threads !== undefined ? { threads } : {}), kvCache };
 
@@ -114,6 +113,12 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
     }
     if (r.value.text) io.stdout(r.value.text);
   }
+}
+
+/** The --threads value: undefined (the default) or an integer ≥ 1 (the flag table checks it is an integer). */
+export function parseThreads(v: unknown): number | undefined {
+  if (v !== undefined && (v as number) < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${String(v)}`, '--threads');
+  return v as number | undefined;
 }
 
 /** The --kv-cache value: 'f32' (the default) or 'f16'. */

@@ -16,7 +16,7 @@ import { defaultTokenizerPath } from '../llama.js';
 import { fitModel } from '../plan.js';
 import { DEFAULT_MAX_CONTEXT } from '../engine/engine.js';
 import { parseQuantize } from './plan.js';
-import { parseFit, parseKvCache } from './run.js';
+import { parseFit, parseKvCache, parseThreads } from './run.js';
 
 export const SERVE_FLAGS: readonly FlagSpec[] = [
   { short: '-z', long: '--tokenizer', key: 'tokenizer', kind: 'string', placeholder: 'path', help: 'tokenizer file', default: "the model directory's own (Hugging Face, GGUF); required for llama2.c files" },
@@ -60,8 +60,7 @@ export async function serveCommand(argv: readonly string[], io: RunIO & { signal
     const v = flags[k] as number | undefined;
     if (v !== undefined && v < (k === 'queue' ? 0 : 1)) throw new InvalidArgumentError(`--${k === 'prefillChunk' ? 'prefill-chunk' : k === 'maxBody' ? 'max-body' : k} must be ≥ ${k === 'queue' ? 0 : 1}; got ${v}`);
   }
-  const threads = flags.threads as number | undefined;
-  if (threads !== undefined && threads < 1) throw new InvalidArgumentError(`--threads must be ≥ 1; got ${threads}`, '--threads');
+  const threads = parseThreads(flags.threads);
   const kvCache = parseKvCache(flags.kvCache);
   const chatFormat = flags.chatFormat as string | undefined;
   if (chatFormat !== undefined && !['llama2', 'llama3', 'template'].includes(chatFormat)) throw new InvalidArgumentError(`--chat-format must be llama2, llama3 or template; got '${chatFormat}'`, '--chat-format');

@@ -43,7 +43,7 @@
 import * as fs from 'node:fs';
 import { FileFormatError, InvalidArgumentError, OutOfMemoryError, UnsupportedModelError, formatBytes } from '../errors.js';
 import { statFile } from '../io/file.js';
-import { CONFIG_LIMITS, kvDim, makeConfig, type ModelConfig } from '../model/config.js';
+import { CONFIG_LIMITS, kvDim, layerKvBytes, makeConfig, type ModelConfig } from '../model/config.js';
 import { f32Matrix, ggmlMatrix, half16Matrix, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { hostPlacement, type Placement } from '../model/placement.js';
@@ -191,9 +191,14 @@ class FileCursor {
     }
     return n;
   }
-  string(what: string): string {
+  /** The length of the next string, checked against the bytes left. */
+  stringLength(what: string): number {
     const n = this.u64(`length of ${what}`);
     if (n > this.remaining) this.fail(`${what}: string length ${n} at offset ${this.pos - 8} runs past the end of the file (${this.remaining} bytes remain)`);
+    return n;
+  }
+  string(what: string): string {
+    const n = this.stringLength(what);
     const at = this.need(n, what);
     // short ASCII strings (most vocabulary entries) without TextDecoder's per-call cost
     if (n <= 64) {
@@ -224,8 +229,7 @@ class FileCursor {
         for (let i = 0; i < n; i++) {
           if (!this.skipStrings) items[i] = this.string(item);
           else {
-            const len = this.u64(`length of ${item}`);
-            if (len > this.remaining) this.fail(`${item}: string length ${len} at offset ${this.pos - 8} runs past the end of the file (${this.remaining} bytes remain)`);
+            const len = this.stringLength(item); // (read before `pos`: reading the length moves it)
             this.pos += len;
           }
         }
@@ -415,7 +419,7 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
   placement.plan(
     Array.from({ length: config.nLayers }, (_, l) => layerNames.reduce((n, t) => n + sizeOf(`blk.${l}.${t}.weight`), 0)),
     sizeOf(config.sharedClassifier ? 'token_embd.weight' : 'output.weight'),
-    2 * config.seqLen * kvDim(config) * 4,
+    layerKvBytes(config),
   );
 
   const fd = fs.openSync(path, 'r');

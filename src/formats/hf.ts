@@ -34,13 +34,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
-import { makeConfig, type ModelConfig, type RopeScaling } from '../model/config.js';
+import { layerKvBytes, makeConfig, type ModelConfig, type RopeScaling } from '../model/config.js';
 import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth } from './pth.js';
 import { openSafetensors } from './safetensors.js';
 import { hostPlacement, type Placement } from '../model/placement.js';
-import { jsonDepth, MAX_JSON_DEPTH, readJsonObjectFile } from '../io/json.js';
+import { readJsonObjectFile } from '../io/json.js';
 
 /** What config.json says: the model's config and the special tokens for the tokenizer side. */
 export interface HfConfig {
@@ -182,15 +182,7 @@ function openWeights(dir: string): { files: TensorFile[]; fileOf: Map<string, Te
 
 /** The weight_map of an index file: tensor name → shard file name (in the same directory). */
 function readIndex(file: string): Map<string, string> {
-  let raw: unknown;
-  try {
-    const text = fs.readFileSync(file, 'utf8');
-    if (jsonDepth(text) > MAX_JSON_DEPTH) throw new Error(`arrays / objects nest more than ${MAX_JSON_DEPTH} deep`);
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new FileFormatError(file, `is not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
-  const wm = isObject(raw) ? raw.weight_map : undefined;
+  const wm = readJsonObjectFile(file, 'the index file is missing').weight_map;
   if (!isObject(wm)) throw new FileFormatError(file, 'expected a JSON object with "weight_map": { tensor name: shard file }');
   const out = new Map<string, string>();
   for (const [name, shard] of Object.entries(wm)) {
@@ -219,7 +211,7 @@ export function loadHfModel(dir: string, opts: { maxSeqLen?: number; quantize?: 
     placement.plan(
       Array.from({ length: c.nLayers }, (_, i) => layerNames.reduce((n, t) => n + bytesOf(`model.layers.${i}.${t}.weight`), 0)),
       bytesOf(tied ? 'model.embed_tokens.weight' : 'lm_head.weight'),
-      2 * c.seqLen * c.nKvHeads * c.headDim * 4,
+      layerKvBytes(c),
     );
     let where_: number | 'head' | 'host' = 'host'; // where `get` puts the next tensor
     // A tensor as a matrix of the shape config.json implies; `heads` = undo the q/k permutation.

@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostPlacement, type Placement } from '../model/placement.js';
 import { FileFormatError, UnsupportedModelError } from '../errors.js';
-import { makeConfig, type ModelConfig } from '../model/config.js';
+import { layerKvBytes, makeConfig, type ModelConfig } from '../model/config.js';
 import { f32Matrix, half16Matrix, quantizeMatrix, toF32, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { openPth, type PthFile } from './pth.js';
@@ -146,7 +146,7 @@ export function readMetaCheckpoint(dir: string, opts: { vocabSize?: number; maxS
     placement.plan(
       Array.from({ length: config.nLayers }, (_, i) => layerNames.reduce((n, t) => n + bytesOf(`layers.${i}.${t}.weight`), 0)),
       bytesOf('output.weight'),
-      2 * config.seqLen * config.nKvHeads * config.headDim * 4,
+      layerKvBytes(config),
     );
     let where: number | 'head' | 'host' = 'host';
     // with opts.quantize each weight is quantized as soon as it is read: one full-precision tensor at a time

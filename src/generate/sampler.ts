@@ -4,6 +4,7 @@
  * drawing one coin from run.c's xorshift generator. All arithmetic is float32, as in C, so that a
  * seed gives run.c's tokens.
  */
+import { argmax } from '../backend/ref/ops.js';
 import { InvalidArgumentError } from '../errors.js';
 
 const MASK64 = (1n << 64n) - 1n;
@@ -79,18 +80,8 @@ export class Sampler {
   }
 }
 
-/** Index of the first largest value. */
-export function argmax(x: Float32Array, n: number = x.length): number {
-  let best = 0;
-  let max = x[0]!;
-  for (let i = 1; i < n; i++) {
-    if (x[i]! > max) {
-      max = x[i]!;
-      best = i;
-    }
-  }
-  return best;
-}
+/** Index of the first largest value: the reference op (src/backend/ref/ops.ts). */
+export { argmax };
 
 /** Softmax with float32 sums, as run.c's `softmax`. */
 export function softmaxF32(x: Float32Array, n: number): void {

@@ -112,6 +112,11 @@ export function kvDim(c: ModelConfig): number {
   return c.nKvHeads * c.headDim;
 }
 
+/** Bytes of one layer's KV cache (keys and values) for `maxSeqLen` positions, `elementBytes` per value. */
+export function layerKvBytes(c: ModelConfig, maxSeqLen: number = c.seqLen, elementBytes = 4): number {
+  return 2 * maxSeqLen * kvDim(c) * elementBytes;
+}
+
 /** Number of weights (parameters) of a model with this config. */
 export function parameterCount(c: ModelConfig): number {
   const kv = kvDim(c);

@@ -23,7 +23,7 @@ import { ContextOverflowError, InvalidArgumentError, OutOfMemoryError, formatByt
 import * as os from 'node:os';
 import { BackendUnavailableError, CACHE_TYPES, defaultThreads, openBackend, type Backend, type BackendChoice, type BackendModel, type BackendName, type CacheType, type Vector } from '../backend/backend.js';
 import { ropeAngles } from '../backend/ref/ops.js';
-import { kvDim, type ModelConfig } from './config.js';
+import { kvDim, layerKvBytes, type ModelConfig } from './config.js';
 import type { Model } from './weights.js';
 
 // The reference blocks live in src/backend/ref/ops.ts (the ref backend); re-exported for callers.
@@ -166,7 +166,7 @@ export class Session {
       b.add(x, xb);
     }
 
-    enter(parts.indexOf(this.on.backend));
+    enter(this.on.head);
     b.rmsnorm(a.x, a.x, finalNorm, c.normEps);
     b.matvec(a.logits, a.x, classifier);
     return b.read(a.logits);
@@ -206,7 +206,7 @@ export class Session {
     const n = tokens.length;
     const bt = this.runBatch(tokens.map((token, t) => ({ st, token, pos: startPos + t })));
     const last = bt.x[n - 1]!;
-    const logits = st.parts[this.on.parts.indexOf(b)]!.logits;
+    const logits = st.parts[this.on.head]!.logits;
     b.rmsnorm(last, last, finalNorm, this.model.config.normEps);
     b.matvec(logits, last, classifier);
     return b.read(logits);
@@ -222,22 +222,7 @@ export class Session {
     if (tokens.length !== sessions.length || positions.length !== sessions.length) {
       throw new InvalidArgumentError(`forwardBatch needs one token and one position per session; got ${sessions.length} sessions, ${tokens.length} tokens, ${positions.length} positions`, 'tokens');
     }
-    const first = sessions[0];
-    if (!first || sessions.length === 1 || sessions.some((s) => s.on !== first.on) || new Set(sessions).size !== sessions.length) {
-      return sessions.map((s, i) => s.forward(tokens[i]!, positions[i]!));
-    }
-    const states = sessions.map((s, i) => s.check(tokens[i]!, positions[i]!));
-    const { backend: b, parts, finalNorm, classifier } = first.on;
-    const head = parts.indexOf(b);
-    const c = first.model.config;
-    for (let i0 = 0; i0 < sessions.length; i0 += PREFILL_CHUNK) {
-      const items = states.slice(i0, i0 + PREFILL_CHUNK).map((st, j) => ({ st, token: tokens[i0 + j]!, pos: positions[i0 + j]! }));
-      const bt = first.runBatch(items);
-      const X = bt.x.slice(0, items.length);
-      for (const x of X) b.rmsnorm(x, x, finalNorm, c.normEps);
-      b.matmul(items.map((it) => it.st.parts[head]!.logits), X, classifier);
-    }
-    return states.map((st) => b.read(st.parts[head]!.logits));
+    return Session.forwardRuns(sessions.map((session, i) => ({ session, tokens: [tokens[i]!], pos: positions[i]!, logits: true }))) as Float32Array[];
   }
 
   /**
@@ -271,8 +256,7 @@ export class Session {
         items.push({ st, token, pos: r.pos + t, out: r.logits && t === r.tokens.length - 1 ? st : undefined });
       });
     }
-    const { backend: b, parts, finalNorm, classifier } = first.on;
-    const head = parts.indexOf(b);
+    const { backend: b, head, finalNorm, classifier } = first.on;
     const c = first.model.config;
     for (let i0 = 0; i0 < items.length; i0 += PREFILL_CHUNK) {
       const chunk = items.slice(i0, i0 + PREFILL_CHUNK);
@@ -372,7 +356,7 @@ export class Session {
       b.matmul(XB, HB, lw.w2);
       for (let t = 0; t < n; t++) b.add(X[t]!, XB[t]!);
     }
-    enter(parts.indexOf(this.on.backend));
+    enter(this.on.head);
     return bt;
   }
 
@@ -476,5 +460,5 @@ export function forwardBatch(sessions: readonly Session[], tokens: readonly numb
 
 /** Bytes of a session's KV cache for `maxSeqLen` positions, `elementBytes` per value (f32: 4, f16: 2). */
 export function kvCacheBytes(c: ModelConfig, maxSeqLen: number, elementBytes = 4): number {
-  return 2 * c.nLayers * maxSeqLen * kvDim(c) * elementBytes;
+  return c.nLayers * layerKvBytes(c, maxSeqLen, elementBytes);
 }

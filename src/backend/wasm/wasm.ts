@@ -16,7 +16,7 @@
  * float32 views of this memory.
  */
 import type { Model } from '../../model/weights.js';
-import { kvDim } from '../../model/config.js';
+import { layerKvBytes } from '../../model/config.js';
 import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
 import type { AttentionItem, AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
@@ -141,7 +141,7 @@ export function createWasmBackend(model: Model, threads = 1): WasmSplit {
     return { backends: list, layerPart: layerParts.map((b) => list.indexOf(b)), headPart: list.indexOf(head) };
   }
   kernelModule(); // the reason, before planning, when there is no WebAssembly or the kernels are missing
-  const kv = 2 * c.seqLen * kvDim(c) * 4;
+  const kv = layerKvBytes(c);
   const plan = planParts(
     layerMats.map((ms) => ms.reduce((n, m) => n + placedBytes(m), 0)),
     placedBytes(w.classifier),
