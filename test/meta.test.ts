@@ -238,6 +238,8 @@ test('llamats complete prints like example_text_completion.py; --json gives toke
     [['complete', '--tokenizer_path', tok], /--ckpt_dir/],
     [['complete', '--ckpt_dir', dir, '--tokenizer_path', tok, '--top_p', '2'], /--top_p/],
     [['chat', '--ckpt_dir', dir, '--tokenizer_path', tok, '--dialogs', '/nonexistent.json'], /--dialogs/],
+    [['complete', '--ckpt_dir', dir, '--tokenizer_path', tok, '--kv-cache', 'f8'], /--kv-cache must be f32 or f16; got 'f8'/],
+    [['chat', '--ckpt_dir', dir, '--tokenizer_path', tok, '--threads', '0'], /--threads must be ≥ 1; got 0/],
   ] as const) {
     const b = runCli([...args]);
     assert.equal(b.status, 2, b.stderr);

@@ -10,12 +10,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel, Session } from '../src/index.js';
 import { openBackend } from '../src/backend/backend.js';
-import { partOf, planParts, WasmPlacement } from '../src/backend/wasm/memory.js';
+import { PART_CAPACITY, partCapacity, partOf, planParts, WasmPlacement } from '../src/backend/wasm/memory.js';
 import type { Matrix } from '../src/model/tensor.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { readJsonl, shared } from './helpers.js';
 
 const dataOf = (m: Matrix) => (m.type === 'q8' ? m.q : m.data);
+
+test('LLAMATS_WASM_PART_BYTES: a smaller positive integer sets the part capacity; anything else keeps 4 GiB less 192 MiB', () => {
+  assert.equal(partCapacity({ LLAMATS_WASM_PART_BYTES: '1048576' }), 1048576);
+  for (const bad of [undefined, '', 'x', '-5', '0', '1.5', String(2 ** 33)]) assert.equal(partCapacity({ LLAMATS_WASM_PART_BYTES: bad }), PART_CAPACITY, String(bad));
+});
 
 test('planParts: layers in order, a new part when the next layer would pass the capacity', () => {
   assert.deepEqual(planParts([10, 10, 10], 5, 0, 100), { layerPart: [0, 0, 0], headPart: 0, partBytes: [35] });

@@ -179,6 +179,12 @@ test('llamats serve: help, bad flags, and a clean exit on SIGTERM', async (t) =>
   const ckpt = shared(t, 'models/stories260K.bin');
   const tok = shared(t, 'models/tok512.bin');
   if (!ckpt || !tok) return;
+  for (const [flags, re] of [[['--kv-cache', 'f8'], /--kv-cache must be f32 or f16; got 'f8'/], [['--threads', '0'], /--threads must be ≥ 1; got 0/]] as const) {
+    const bad = runCli(['serve', ckpt, '-z', tok, ...flags]);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, re);
+    assert.equal(bad.stdout, '');
+  }
   const srv = await startServe(t, [ckpt, '-z', tok]);
   assert.match(srv.url, /^http:\/\/127\.0\.0\.1:\d+$/, 'loopback by default');
   await srv.stop();
