@@ -952,18 +952,61 @@ export function rmsnorm(o: usize, x: usize, weight: usize, n: i32, eps: f32): vo
   }
 }
 
-/** In-place softmax over x[0..n). */
+/**
+ * e^x in four float32 lanes (Cephes' expf): x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by a
+ * degree-6 polynomial, 2^n put into the exponent bits. Within 2 ulp of the exact value for
+ * −87.3 ≤ x ≤ 88.7; below, 0; above, +inf; NaN stays NaN. llama.cpp's SIMD softmax and SiLU use
+ * an approximation like this one instead of the C library's exp.
+ */
+// @ts-ignore: decorator
+@inline function exp4(x: v128): v128 {
+  const c = f32x4.min(f32x4.max(x, f32x4.splat(-87.33654)), f32x4.splat(88.37626));
+  const n = f32x4.nearest(f32x4.mul(c, f32x4.splat(1.44269504088896341)));
+  const r = f32x4.sub(f32x4.sub(c, f32x4.mul(n, f32x4.splat(0.693359375))), f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
+  const e = f32x4.mul(p, i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23));
+  // under the range: 0; over it: +inf (NaN compares false both ways and stays NaN)
+  return v128.bitselect(f32x4.splat(Infinity), v128.andnot(e, f32x4.lt(x, f32x4.splat(-87.33654))), f32x4.gt(x, f32x4.splat(88.72283)));
+}
+
+/** In-place softmax over x[0..n): e^(x − max) in float32 SIMD (exp4), their sum in float64, each divided in float64. */
 export function softmax(x: usize, n: i32): void {
   let mx = load<f32>(x);
-  for (let i = 1; i < n; i++) mx = max(mx, load<f32>(x + (<usize>i << 2)));
-  let sum: f64 = 0;
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  if (n >= 4) {
+    let m = v128.load(x);
+    for (i = 4; i + 4 <= n; i += 4) m = f32x4.max(m, v128.load(x + (<usize>i << 2)));
+    mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+  }
+  for (; i < n; i++) mx = max(mx, load<f32>(x + (<usize>i << 2)));
+  const mv = f32x4.splat(mx);
+  let s2 = f64x2.splat(0);
+  for (i = 0; i + 4 <= n; i += 4) {
     const p = x + (<usize>i << 2);
-    const e = <f32>Math.exp(<f64>load<f32>(p) - <f64>mx);
+    const e = exp4(f32x4.sub(v128.load(p), mv));
+    v128.store(p, e);
+    s2 = f64x2.add(s2, f64x2.add(f64x2.promote_low_f32x4(e), f64x2.promote_low_f32x4(i8x16.shuffle(e, e, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7))));
+  }
+  let sum = f64x2.extract_lane(s2, 0) + f64x2.extract_lane(s2, 1);
+  for (; i < n; i++) {
+    const p = x + (<usize>i << 2);
+    const e = f32x4.extract_lane(exp4(f32x4.splat(load<f32>(p) - mx)), 0);
     store<f32>(p, e);
     sum += e;
   }
-  for (let i = 0; i < n; i++) {
+  const sv = f64x2.splat(sum);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    const e = v128.load(p);
+    const lo = f64x2.div(f64x2.promote_low_f32x4(e), sv), hi = f64x2.div(f64x2.promote_low_f32x4(i8x16.shuffle(e, e, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)), sv);
+    v128.store(p, i8x16.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+  }
+  for (; i < n; i++) {
     const p = x + (<usize>i << 2);
     store<f32>(p, <f32>(<f64>load<f32>(p) / sum));
   }
@@ -997,12 +1040,19 @@ export function rope(v: usize, n: i32, headDim: i32, cos: usize, sin: usize): vo
   }
 }
 
-/** a[i] = silu(a[i]) · b[i], silu(g) = g / (1 + e^−g) (float64 inside, as the reference). */
+/** a[i] = silu(a[i]) · b[i], silu(g) = g / (1 + e^−g), in float32 SIMD (exp4). */
 export function siluMul(a: usize, b: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  const one = f32x4.splat(1);
+  for (; i + 4 <= n; i += 4) {
     const p = <usize>i << 2;
-    const g = <f64>load<f32>(a + p);
-    store<f32>(a + p, <f32>(g / (1 + Math.exp(-g))) * load<f32>(b + p));
+    const g = v128.load(a + p);
+    v128.store(a + p, f32x4.mul(f32x4.div(g, f32x4.add(one, exp4(f32x4.neg(g)))), v128.load(b + p)));
+  }
+  for (; i < n; i++) {
+    const p = <usize>i << 2;
+    const g = load<f32>(a + p);
+    store<f32>(a + p, g / (1 + f32x4.extract_lane(exp4(f32x4.splat(-g)), 0)) * load<f32>(b + p));
   }
 }
 
@@ -1185,4 +1235,275 @@ export function attentionF16(
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panel products: a batch of at least PANEL vectors (prefill). matvec and the tiles above take the
+// dot product of a row with a vector along the row (16 columns in SIMD lanes, then a horizontal
+// sum); with many vectors it pays to turn the product around, as BLAS does: the vectors are packed
+// into "panels" of 8, column k of all 8 side by side, and a register tile of 4 rows × 8 vectors
+// (eight f32x4 or i32x4 sums, lanes = vectors) is updated by one weight of each row (broadcast)
+// times one column of the panel. That is 16 arithmetic ops per 32 multiply-adds with 6 loads,
+// against 32 ops and 24 loads along the rows. No horizontal sums, and any number of columns.
+//   - float weights (f32; f16 / bf16 widened first, four rows at a time, into the thread's
+//     scratch): each output is Σ_k w[k]·x[k] in float32, k = 0, 1, 2, … one by one: the order of
+//     the plain reference loop (run.c's matmul), not matvec's 16 lanes.
+//   - Q8_0 / Q4_0: the activations quantized as quantizeBlocks32 (int16 blocks of 32), in panels
+//     of column pairs for `i32x4.dot_i16x8_s`; the four rows' weights widened to int16 (Q4_0:
+//     minus 8) into the scratch. Per block, the exact integer sums, then, in float32,
+//     sum += f32(isum) · (d · xs): matvec's arithmetic in matvec's order, so these agree with
+//     matvec bit for bit.
+// Rows go in tiles of PANEL_TILE (the tile's weights stay in the L2 cache while every panel
+// passes over them); scratch: one thread's `panelScratchBytes(cols)` bytes.
+
+const PANEL_TILE: i32 = 16;
+const PANEL_K: i32 = 256; // columns per chunk (int16: twice as many)
+const PANEL_MAX: i32 = 8; // panels per call at most (64 vectors)
+// padding after each panel and each group of rows in the scratch: strides that are multiples of
+// 4 KiB would put every panel's and group's chunk in the same L1 sets (measured: 1.4× slower)
+const PANEL_PAD: i32 = 192;
+const GROUP_PAD: i32 = 320;
+
+/** Bytes of one panel of `cols` columns: f32 (`float` 1) or int16 pairs (0). */
+export function panelBytes(cols: i32, float: i32): i32 {
+  return (float ? cols << 5 : cols << 4) + PANEL_PAD;
+}
+
+/** Bytes of one thread's scratch for the panel products of `cols` columns. */
+export function panelScratchBytes(cols: i32): i32 {
+  return ((PANEL_TILE >> 2) * ((cols << 4) + GROUP_PAD) + PANEL_TILE * (cols >> 5) * 4 + (PANEL_TILE >> 2) * PANEL_MAX * 128 + 63) & ~63;
+}
+
+/** f32 panels of the nv vectors in xTab: panel p at xp + p·panelBytes(cols, 1), x_t[k] at + (8k + t)·4. */
+export function packPanelsF32(xp: usize, xTab: usize, nv: i32, cols: i32): void {
+  for (let v = 0; v < ((nv + 7) & ~7); v++) {
+    const x = entry(xTab, v, nv);
+    const p = xp + <usize>(v >> 3) * <usize>panelBytes(cols, 1) + (<usize>(v & 7) << 2);
+    for (let k = 0; k < cols; k++) store<f32>(p + (<usize>k << 5), load<f32>(x + (<usize>k << 2)));
+  }
+}
+
+/**
+ * int16 panels (quantizeBlocks32's values and scales): panel p's pair (x_t[2m], x_t[2m+1]) at
+ * xp + p·panelBytes(cols, 0) + (8m + t)·4, its block b's scale at xs + p·cols + (8b + t)·4.
+ * tmp: 3·cols bytes.
+ */
+export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i32, cols: i32): void {
+  for (let v = 0; v < ((nv + 7) & ~7); v++) {
+    const p = <usize>(v >> 3), t = <usize>(v & 7) << 2;
+    quantizeBlocksBy(tmp, xs + p * <usize>cols + t, tmp + (<usize>cols << 1), entry(xTab, v, nv), cols, 64, 32);
+    const q = xp + p * <usize>panelBytes(cols, 0) + t;
+    for (let m = 0; m < cols >> 1; m++) store<u32>(q + (<usize>m << 5), load<u32>(tmp + (<usize>m << 2)));
+  }
+}
+
+/**
+ * A group of 4 rows, interleaved (row r's weight k at q + 16k + 4r, f32), columns [0, n) × panel pp
+ * (its same columns) added to acc (8 f32x4: [row][vectors]), column after column.
+ */
+// @ts-ignore: decorator
+@inline function panelF32(q: usize, pp: usize, n: i32, acc: usize): void {
+  let a0 = v128.load(acc), a1 = v128.load(acc, 16), b0 = v128.load(acc, 32), b1 = v128.load(acc, 48);
+  let c0 = v128.load(acc, 64), c1 = v128.load(acc, 80), d0 = v128.load(acc, 96), d1 = v128.load(acc, 112);
+  const end = q + (<usize>n << 4);
+  let p = pp;
+  for (; q < end; q += 16) {
+    const x0 = v128.load(p), x1 = v128.load(p, 16);
+    let s = v128.load32_splat(q);
+    a0 = f32x4.add(a0, f32x4.mul(s, x0)); a1 = f32x4.add(a1, f32x4.mul(s, x1));
+    s = v128.load32_splat(q, 4);
+    b0 = f32x4.add(b0, f32x4.mul(s, x0)); b1 = f32x4.add(b1, f32x4.mul(s, x1));
+    s = v128.load32_splat(q, 8);
+    c0 = f32x4.add(c0, f32x4.mul(s, x0)); c1 = f32x4.add(c1, f32x4.mul(s, x1));
+    s = v128.load32_splat(q, 12);
+    d0 = f32x4.add(d0, f32x4.mul(s, x0)); d1 = f32x4.add(d1, f32x4.mul(s, x1));
+    p += 32;
+  }
+  v128.store(acc, a0); v128.store(acc, a1, 16); v128.store(acc, b0, 32); v128.store(acc, b1, 48);
+  v128.store(acc, c0, 64); v128.store(acc, c1, 80); v128.store(acc, d0, 96); v128.store(acc, d1, 112);
+}
+
+/**
+ * A group of 4 rows as int16, interleaved (row r's pair m at q + 16m + 4r; block scales at ds,
+ * [b][row] f32), blocks [0, nb) × int16 panel pp (scales at ps) added to acc (8 f32x4), block
+ * after block in matvec's order.
+ */
+// @ts-ignore: decorator
+@inline function panelQ(q: usize, ds: usize, pp: usize, ps: usize, nb: i32, acc: usize): void {
+  let p = pp;
+  for (let b = 0; b < nb; b++) {
+    let a0 = i32x4.splat(0), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+    const end = q + 256;
+    for (; q < end; q += 16) {
+      const x0 = v128.load(p), x1 = v128.load(p, 16);
+      let s = v128.load32_splat(q);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(s, x0)); a1 = i32x4.add(a1, i32x4.dot_i16x8_s(s, x1));
+      s = v128.load32_splat(q, 4);
+      b0 = i32x4.add(b0, i32x4.dot_i16x8_s(s, x0)); b1 = i32x4.add(b1, i32x4.dot_i16x8_s(s, x1));
+      s = v128.load32_splat(q, 8);
+      c0 = i32x4.add(c0, i32x4.dot_i16x8_s(s, x0)); c1 = i32x4.add(c1, i32x4.dot_i16x8_s(s, x1));
+      s = v128.load32_splat(q, 12);
+      d0 = i32x4.add(d0, i32x4.dot_i16x8_s(s, x0)); d1 = i32x4.add(d1, i32x4.dot_i16x8_s(s, x1));
+      p += 32;
+    }
+    const xs = ps + (<usize>b << 5), xs0 = v128.load(xs), xs1 = v128.load(xs, 16);
+    const dp = ds + (<usize>b << 4);
+    let d = v128.load32_splat(dp);
+    v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(d, xs0))));
+    v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(d, xs1))), 16);
+    d = v128.load32_splat(dp, 4);
+    v128.store(acc, f32x4.add(v128.load(acc, 32), f32x4.mul(f32x4.convert_i32x4_s(b0), f32x4.mul(d, xs0))), 32);
+    v128.store(acc, f32x4.add(v128.load(acc, 48), f32x4.mul(f32x4.convert_i32x4_s(b1), f32x4.mul(d, xs1))), 48);
+    d = v128.load32_splat(dp, 8);
+    v128.store(acc, f32x4.add(v128.load(acc, 64), f32x4.mul(f32x4.convert_i32x4_s(c0), f32x4.mul(d, xs0))), 64);
+    v128.store(acc, f32x4.add(v128.load(acc, 80), f32x4.mul(f32x4.convert_i32x4_s(c1), f32x4.mul(d, xs1))), 80);
+    d = v128.load32_splat(dp, 12);
+    v128.store(acc, f32x4.add(v128.load(acc, 96), f32x4.mul(f32x4.convert_i32x4_s(d0), f32x4.mul(d, xs0))), 96);
+    v128.store(acc, f32x4.add(v128.load(acc, 112), f32x4.mul(f32x4.convert_i32x4_s(d1), f32x4.mul(d, xs1))), 112);
+  }
+}
+
+/** The 4 rows × 8 vectors in acc ([row][vector] f32) into the outputs (rows past n and vectors past nv skipped). */
+// @ts-ignore: decorator
+@inline function panelStore(acc: usize, outTab: usize, outOff: usize, v0: i32, nv: i32, i: i32, n: i32): void {
+  for (let t = 0; t < 8 && v0 + t < nv; t++) {
+    const o = <usize>load<u32>(outTab + (<usize>(v0 + t) << 2)) + outOff + (<usize>i << 2);
+    const a = acc + (<usize>t << 2);
+    if (i + 4 <= n) {
+      v128.store(o, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load<f32>(a)), 1, load<f32>(a, 32)), 2, load<f32>(a, 64)), 3, load<f32>(a, 96)));
+    } else {
+      for (let r = 0; r < n - i; r++) store<f32>(o + (<usize>r << 2), load<f32>(a + (<usize>r << 5)));
+    }
+  }
+}
+
+/**
+ * The weights go into the scratch one tile of rows at a time, in groups of four rows interleaved
+ * (a short last group repeats its last row): `kind` 0 f32, 1..3 16-bit (HALF_* + 1) widened to
+ * f32, 4 Q8_0 / 5 Q4_0 as int16 (Q4_0: q − 8) with f32 scales [b][row].
+ */
+// @ts-ignore: decorator
+@inline function panelProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize, kind: i32): void {
+  const nb = cols >> 5;
+  const rowBytes: usize = kind == 0 ? <usize>cols << 2 : kind <= 3 ? <usize>cols << 1 : <usize>nb * (kind == 4 ? 34 : 18);
+  const groupBytes: usize = (kind <= 3 ? <usize>cols << 4 : <usize>cols << 3) + GROUP_PAD; // 4 rows in the scratch
+  const sd = scratch + <usize>(PANEL_TILE >> 2) * groupBytes; // scales: PANEL_TILE/4 groups of nb·16 bytes
+  const acc = sd + <usize>PANEL_TILE * (<usize>nb << 2);
+  const pq = <usize>panelBytes(cols, kind <= 3 ? 1 : 0);
+  for (let i0 = 0; i0 < rows; i0 += PANEL_TILE) {
+    const i1 = min(i0 + PANEL_TILE, rows);
+    for (let i = i0; i < i1; i += 4) {
+      const g = <usize>(i - i0) >> 2;
+      const s0 = w + <usize>i * rowBytes, s1 = w + <usize>min(i + 1, i1 - 1) * rowBytes;
+      const s2 = w + <usize>min(i + 2, i1 - 1) * rowBytes, s3 = w + <usize>min(i + 3, i1 - 1) * rowBytes;
+      const dst = scratch + g * groupBytes;
+      if (kind <= 3) interleaveFloats(dst, s0, s1, s2, s3, cols, kind == 0 ? -1 : kind - 1);
+      else interleaveBlocks(dst, sd + g * (<usize>nb << 4), s0, s1, s2, s3, nb, kind == 5);
+    }
+    // columns in chunks of PANEL_K (a chunk of the tile's weights and of one panel fit in L1),
+    // every panel over the tile's groups; the sums of every group × panel wait in acc
+    const ng = (i1 - i0 + 3) >> 2, np = (nv + 7) >> 3;
+    const z = f32x4.splat(0);
+    for (let o: usize = 0; o < <usize>(ng * np) << 7; o += 16) v128.store(acc + o, z);
+    const kc = kind <= 3 ? PANEL_K : PANEL_K << 1;
+    for (let k0 = 0; k0 < cols; k0 += kc) {
+      const n = min(kc, cols - k0);
+      for (let v = 0; v < np; v++) {
+        for (let g = 0; g < ng; g++) {
+          const a = acc + (<usize>(g * np + v) << 7);
+          const q = scratch + <usize>g * groupBytes;
+          if (kind <= 3) panelF32(q + (<usize>k0 << 4), xp + <usize>v * pq + (<usize>k0 << 5), n, a);
+          else panelQ(q + (<usize>k0 << 3), sd + <usize>g * (<usize>nb << 4) + (<usize>(k0 >> 5) << 4), xp + <usize>v * pq + (<usize>k0 << 4), xs + <usize>v * <usize>cols + (<usize>(k0 >> 5) << 5), n >> 5, a);
+        }
+      }
+    }
+    for (let v = 0; v < np; v++) {
+      for (let g = 0; g < ng; g++) panelStore(acc + (<usize>(g * np + v) << 7), outTab, outOff, v << 3, nv, i0 + (g << 2), i1);
+    }
+  }
+}
+
+/** Store a, b, c, d (one row's four lanes each) transposed: lane j of the four at dst + 16j. */
+// @ts-ignore: decorator
+@inline function storeT4(dst: usize, a: v128, b: v128, c: v128, d: v128): void {
+  const t0 = i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const t1 = i8x16.shuffle(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const t2 = i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  const t3 = i8x16.shuffle(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  v128.store(dst, i8x16.shuffle(t0, t1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+  v128.store(dst, i8x16.shuffle(t0, t1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 16);
+  v128.store(dst, i8x16.shuffle(t2, t3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), 32);
+  v128.store(dst, i8x16.shuffle(t2, t3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 48);
+}
+
+/** Four rows of n weights (f32, or 16-bit by `mode` = HALF_*, or −1 for f32) as f32, interleaved: row r's k at dst + 16k + 4r. */
+// @ts-ignore: decorator
+@inline function interleaveFloats(dst: usize, s0: usize, s1: usize, s2: usize, s3: usize, n: i32, mode: i32): void {
+  let k = 0;
+  if (mode < 0) {
+    for (; k + 4 <= n; k += 4) {
+      const o = <usize>k << 2;
+      storeT4(dst + (<usize>k << 4), v128.load(s0 + o), v128.load(s1 + o), v128.load(s2 + o), v128.load(s3 + o));
+    }
+    for (; k < n; k++) {
+      const o = <usize>k << 2, d = dst + (<usize>k << 4);
+      store<f32>(d, load<f32>(s0 + o)); store<f32>(d, load<f32>(s1 + o), 4); store<f32>(d, load<f32>(s2 + o), 8); store<f32>(d, load<f32>(s3 + o), 12);
+    }
+    return;
+  }
+  for (; k + 8 <= n; k += 8) {
+    const o = <usize>k << 1, d = dst + (<usize>k << 4);
+    const h0 = v128.load(s0 + o), h1 = v128.load(s1 + o), h2 = v128.load(s2 + o), h3 = v128.load(s3 + o);
+    storeT4(d, halfToF32(hiHalves(h0, 0), mode), halfToF32(hiHalves(h1, 0), mode), halfToF32(hiHalves(h2, 0), mode), halfToF32(hiHalves(h3, 0), mode));
+    storeT4(d + 64, halfToF32(hiHalves(h0, 1), mode), halfToF32(hiHalves(h1, 1), mode), halfToF32(hiHalves(h2, 1), mode), halfToF32(hiHalves(h3, 1), mode));
+  }
+  for (; k < n; k++) {
+    const o = <usize>k << 1, d = dst + (<usize>k << 4);
+    store<f32>(d, halfAt(s0 + o, mode)); store<f32>(d, halfAt(s1 + o, mode), 4); store<f32>(d, halfAt(s2 + o, mode), 8); store<f32>(d, halfAt(s3 + o, mode), 12);
+  }
+}
+
+/** One Q8_0 / Q4_0 block at p as int16 (Q4_0: q − 8): its chunk c (8 weights) of 4. */
+// @ts-ignore: decorator
+@inline function blockChunk(p: usize, c: i32, q4: bool): v128 {
+  if (!q4) return v128.load8x8_s(p + 2 + (<usize>c << 3));
+  const h = v128.load8x8_u(p + 2 + (<usize>(c & 1) << 3));
+  return i16x8.sub(c < 2 ? v128.and(h, i16x8.splat(15)) : i16x8.shr_u(h, 4), i16x8.splat(8));
+}
+
+/**
+ * Four rows of nb Q8_0 / Q4_0 blocks as int16, interleaved by column pairs (row r's pair m at
+ * dst + 16m + 4r), their block scales as f32 at ds + 16b + 4r.
+ */
+// @ts-ignore: decorator
+@inline function interleaveBlocks(dst: usize, ds: usize, s0: usize, s1: usize, s2: usize, s3: usize, nb: i32, q4: bool): void {
+  const bb: usize = q4 ? 18 : 34;
+  for (let b = 0; b < nb; b++) {
+    const o = <usize>b * bb, q = dst + (<usize>b << 8), d = ds + (<usize>b << 4);
+    store<f32>(d, h2f(<u32>load<u16>(s0 + o))); store<f32>(d, h2f(<u32>load<u16>(s1 + o)), 4);
+    store<f32>(d, h2f(<u32>load<u16>(s2 + o)), 8); store<f32>(d, h2f(<u32>load<u16>(s3 + o)), 12);
+    for (let c = 0; c < 4; c++) {
+      storeT4(q + (<usize>c << 6), blockChunk(s0 + o, c, q4), blockChunk(s1 + o, c, q4), blockChunk(s2 + o, c, q4), blockChunk(s3 + o, c, q4));
+    }
+  }
+}
+
+/** Panel products (see above): `xp` from packPanelsF32 (float kinds) or quantizePanels (xs: its scales). */
+export function panelF32Product(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 0);
+}
+export function panelF16Product(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_F16 + 1);
+}
+export function panelBf16Product(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_BF16 + 1);
+}
+export function panelF16ExactProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_F16_EXACT + 1);
+}
+export function panelQ8_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 4);
+}
+export function panelQ4_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 5);
 }

@@ -89,7 +89,7 @@ test('an f16 KV cache (kvCache: f16) gives logits close to the f32 cache on ref 
   }
 });
 
-test("Session.forwardRuns: prompt chunks and decode tokens of several sessions in one pass equal each one's forward, bit for bit", () => {
+test("Session.forwardRuns: prompt chunks and decode tokens of several sessions in one pass equal each one's forward (ref: bit for bit)", () => {
   const shape = { dim: 64, hiddenDim: 160, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 300, seqLen: 90, sharedClassifier: false };
   const model: Model = { ...randomModel(shape, 5, 0.2), source: { path: '(random)', format: 'f32' } };
   const tok = (i: number, pos: number) => (i * 31 + pos * 7 + 3) % shape.vocabSize;
@@ -110,7 +110,10 @@ test("Session.forwardRuns: prompt chunks and decode tokens of several sessions i
       step.forEach(([i, n, logits], j) => {
         let want!: Float32Array;
         for (let t = 0; t < n; t++) want = Float32Array.from(solo[i]!.forward(tok(i, pos[i]! + t), pos[i]! + t));
-        if (logits) assert.deepEqual(got[j], want, `${backend} ${threads} threads: session ${i} at ${pos[i]}`);
+        // wasm: a pass of ≥ 8 tokens runs float weights as panel products (conformance.test.ts:
+        // the plain loop's summation order, not matvec's), equal up to float32 rounding
+        if (logits && backend === 'ref') assert.deepEqual(got[j], want, `${backend}: session ${i} at ${pos[i]}`);
+        else if (logits) assert.ok(nmse(want, got[j]!) < 1e-10 && got[j]!.indexOf(Math.max(...got[j]!)) === want.indexOf(Math.max(...want)), `${backend} ${threads} threads: session ${i} at ${pos[i]}: nmse ${nmse(want, got[j]!)}`);
         else assert.equal(got[j], undefined);
         pos[i]! += n;
       });

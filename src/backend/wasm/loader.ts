@@ -43,6 +43,16 @@ export interface Kernels {
   attentionRows(tab: number, r0: number, r1: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number, half: number): void;
   attentionF16(out: number, q: number, kc: number, vc: number, att: number, pos: number, nHeads: number, nKvHeads: number, headDim: number, kvDim: number): void;
   storeHalves(dst: number, src: number, n: number): void;
+  panelScratchBytes(cols: number): number;
+  panelBytes(cols: number, float: number): number;
+  packPanelsF32(xp: number, xTab: number, nv: number, cols: number): void;
+  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number): void;
+  panelF32Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelF16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelBf16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelF16ExactProduct(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelQ8_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelQ4_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
 }
 
 /**

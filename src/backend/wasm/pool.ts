@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
 
 /** Matrix-vector kernels by code, as written into a job. */
-export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17, attnRows: 18 } as const;
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17, attnRows: 18, pF32: 19, pF16: 20, pBf16: 21, pF16Exact: 22, pQ8_0: 23, pQ4_0: 24 } as const;
 
 // ctl layout (Int32Array over its own SharedArrayBuffer)
 const GEN = 0; // job generation, bumped by main
@@ -45,7 +45,8 @@ export const SPIN_US = 200;
  * One product: out = W · x, with the activations already quantized where the kernel needs it.
  * Batched kernels (mm*): out_b = W · x_b for `nb` vectors; `out` is a table of nb output
  * pointers, and `xq` a table of nb input pointers (mmF32, mmF16, mmBf16) or nb quantized vectors back to
- * back (xs, xb likewise).
+ * back (xs, xb likewise). Panel kernels (p*): `xq` the packed panels (`xs` their block scales),
+ * `s` the threads' scratch, `gs` bytes of scratch per thread.
  */
 export interface Product {
   kernel: number;
@@ -62,8 +63,8 @@ export interface Product {
   nb?: number; // batched kernels: vectors
 }
 
-/** Rows [r0, r1) of `p` (pointers moved to row r0). Shared by the main thread and the workers. */
-export function runRows(k: Kernels, p: Product, r0: number, r1: number): void {
+/** Rows [r0, r1) of `p` (pointers moved to row r0) on thread `t`. Shared by the main thread and the workers. */
+export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): void {
   const n = r1 - r0;
   if (n <= 0) return;
   // attention of a batch's tokens: out = the table, rows = tokens, cols = heads, gs = kv heads,
@@ -90,6 +91,12 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number): void {
     case KERNEL.mmF16: return k.matmulF16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmBf16: return k.matmulBf16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmF16Exact: return k.matmulF16Exact(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
+    case KERNEL.pF32: return k.panelF32Product(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pF16: return k.panelF16Product(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pBf16: return k.panelBf16Product(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pF16Exact: return k.panelF16ExactProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ8_0: return k.panelQ8_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ4_0: return k.panelQ4_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
   }
 }
 
@@ -117,7 +124,7 @@ export function workerLoop(k: Kernels, ctl: Int32Array, index: number, nThreads:
     for (let i = 0; i < count; i++) {
       const p = readProduct(ctl, i);
       const [r0, r1] = share(p.rows, index, nThreads);
-      runRows(k, p, r0, r1);
+      runRows(k, p, r0, r1, index);
     }
     Atomics.add(ctl, DONE, 1);
     Atomics.notify(ctl, DONE);

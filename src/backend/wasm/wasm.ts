@@ -69,6 +69,15 @@ export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'Q8_0
 /** Vectors per batched kernel dispatch (a longer matmul is split). */
 export const MAX_BATCH = 64;
 
+/**
+ * From this many vectors on, a batched product of f32 / f16 / bf16 / Q8_0 / Q4_0 weights runs as
+ * panel products (asm/kernels.ts: vectors packed in panels of 8, 4 rows × 8 vectors per register
+ * tile); below it, the row-wise tiles. Q8_0 / Q4_0 panels equal matvec bit for bit; float panels
+ * sum each output column by column, the plain reference loop's order, not matvec's SIMD lanes.
+ */
+export const PANEL_MIN = 8;
+const PANEL_KERNELS: Partial<Record<string, number>> = { f32: KERNEL.pF32, f16: KERNEL.pF16, bf16: KERNEL.pBf16, Q8_0: KERNEL.pQ8_0, Q4_0: KERNEL.pQ4_0 };
+
 /** The weight types with a matvec kernel here. */
 export const WASM_WEIGHT_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'q8', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
@@ -194,6 +203,9 @@ export class WasmBackend implements Backend {
   private readonly maxCols: number;
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
+  // panel products: MAX_BATCH vectors' panels and block scales, the quantizer's scratch, and
+  // each thread's scratch (`scratch` bytes apart), at the first use
+  private panels: { xp: number; xs: number; tmp: number; scratch: number; per: number } | undefined;
   private readonly specials = new WeakMap<Weight, boolean>(); // see `special`
   private att: { ptr: number; n: number } | undefined; // attention scores of every head (`scores`)
 
@@ -334,11 +346,30 @@ export class WasmBackend implements Backend {
       xs: this.heap.alloc((n / 8) * MAX_BATCH),
       xb: this.heap.alloc((n / 8) * MAX_BATCH),
     });
-    for (let b0 = 0; b0 < xs.length; b0 += MAX_BATCH) {
-      const nb = Math.min(MAX_BATCH, xs.length - b0);
+    // dispatches of at most MAX_BATCH vectors, of equal size (so that each has PANEL_MIN
+    // vectors when the whole batch has)
+    const per = Math.ceil(xs.length / Math.ceil(xs.length / MAX_BATCH));
+    for (let b0 = 0; b0 < xs.length; b0 += per) {
+      const nb = Math.min(per, xs.length - b0);
       const outTab = new Uint32Array(this.memory.buffer, bt.outTab, nb);
       for (let b = 0; b < nb; b++) outTab[b] = ptr(outs[b0 + b]!);
       const { rows, cols } = ww;
+      const panelKernel = nb >= PANEL_MIN ? PANEL_KERNELS[ww.kind] : undefined;
+      if (panelKernel !== undefined) {
+        const pn = this.panelBuffers();
+        const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
+        for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
+        const float = ww.kind === 'f32' || ww.kind === 'f16' || ww.kind === 'bf16';
+        if (float) this.k.packPanelsF32(pn.xp, bt.xTab, nb, cols);
+        else this.k.quantizePanels(pn.xp, pn.xs, pn.tmp, bt.xTab, nb, cols);
+        const kernel = ww.kind === 'f16' && this.special(ww) ? KERNEL.pF16Exact : panelKernel;
+        const rowBytes = ww.kind === 'f32' ? 4 * cols : float ? 2 * cols : (ww.host as { rowBytes: number }).rowBytes;
+        const p: Product = { kernel, out: bt.outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: ww.ptr, s: pn.scratch, rows, cols, gs: pn.per, rowBytes, nb };
+        const pool = this.poolFor(rows * cols * nb, rows * rowBytes * nb);
+        if (pool) this.runOn(pool, [p]);
+        else runRows(this.k, p, 0, rows);
+        continue;
+      }
       const base = { out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, nb };
       let p: Product;
       if (ww.kind === 'f32' || ww.kind === 'f16' || ww.kind === 'bf16') {
@@ -364,6 +395,22 @@ export class WasmBackend implements Backend {
       if (pool) this.runOn(pool, [p]);
       else runRows(this.k, p, 0, rows);
     }
+  }
+
+  /** The panel products' buffers (allocated at the first use; per-thread scratch for every thread). */
+  private panelBuffers(): NonNullable<WasmBackend['panels']> {
+    if (!this.panels) {
+      const n = this.maxCols;
+      const per = this.k.panelScratchBytes(n);
+      this.panels = {
+        xp: this.heap.alloc((MAX_BATCH / 8) * this.k.panelBytes(n, 1)),
+        xs: this.heap.alloc((MAX_BATCH / 8) * n),
+        tmp: this.heap.alloc(3 * n),
+        scratch: this.heap.alloc(per * this.threads),
+        per,
+      };
+    }
+    return this.panels;
   }
 
   /**
