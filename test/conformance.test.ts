@@ -603,3 +603,30 @@ test('wasm: attentions (a batch of tokens split across 3 threads) equals attenti
     positions.forEach((pos, i) => assert.deepEqual(Float32Array.from(b.read(outs[i]!)), want[i], `${type} cache, position ${pos}`));
   }
 });
+
+test('wasm: matmuls (several weights, the same inputs, one dispatch) equals a matmul of each, bit for bit; 1 and 3 threads', () => {
+  const rnd = seededRandom(0x3a7);
+  const cols = 96;
+  // one panel format each (float; int), and a mix of formats (each weight on its own)
+  const sets = [['f32', 'f16', 'bf16'], ['Q8_0', 'Q4_0', 'Q8_0'], ['Q8_0', 'f32']];
+  for (const types of sets) {
+    const ms = types.map((type, i) => randomMatrix(type, 5 + 4 * i, cols, rnd));
+    for (const nb of [3, 9, 70]) {
+      const xs = Array.from({ length: nb }, () => randomArray(rnd, cols));
+      for (const threads of [1, 3]) {
+        const be = createBackend('wasm', { maxCols: cols, weightBytes: 1 << 16, threads });
+        const ws = ms.map((m) => be.upload(m));
+        const xv = xs.map((x) => be.vector(cols, x));
+        const together = ms.map((m) => xs.map(() => be.vector(m.rows)));
+        be.matmuls(ws.map((w, i) => [together[i]!, w] as const), xv);
+        ms.forEach((m, i) => {
+          const alone = xs.map(() => be.vector(m.rows));
+          be.matmul(alone, xv, ws[i]!);
+          for (let b = 0; b < nb; b++) {
+            assert.deepEqual(Float32Array.from(be.read(together[i]![b]!)), Float32Array.from(be.read(alone[b]!)), `${types.join('+')} weight ${i} B=${nb} ${threads} threads vector ${b}`);
+          }
+        });
+      }
+    }
+  }
+});

@@ -106,9 +106,13 @@ export interface Backend {
   matvec(out: Vector, x: Vector, w: Weight): void;
   /**
    * outs[b] = W · xs[b] for every b: one pass over the weights serves all the vectors (a prompt's
-   * tokens, or several sequences' tokens). Equal to a loop of matvec (the wasm kernels bit for bit).
+   * tokens, or several sequences' tokens). Equal to a loop of matvec up to float32 rounding (the
+   * wasm kernels: bit for bit, but for float weights with 8 or more vectors, which sum in the plain
+   * loop's order).
    */
   matmul(outs: readonly Vector[], xs: readonly Vector[], w: Weight): void;
+  /** A matmul of each weight with the same inputs (q, k, v; w1, w3): at most 4, one dispatch on threaded backends. */
+  matmuls(groups: ReadonlyArray<readonly [outs: readonly Vector[], w: Weight]>, xs: readonly Vector[]): void;
   /** Several independent products (at most 4 per dispatch on threaded backends: one synchronization). */
   matvecs(products: ReadonlyArray<readonly [out: Vector, x: Vector, w: Weight]>): void;
   rmsnorm(out: Vector, x: Vector, weight: Vector, eps: number): void;

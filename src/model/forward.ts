@@ -333,9 +333,7 @@ export class Session {
       const X = take(bt.x), XB = take(bt.xb), XB2 = take(bt.xb2), Q = take(bt.q), K = take(bt.k), V = take(bt.v), HB = take(bt.hb), HB2 = take(bt.hb2);
 
       for (let t = 0; t < n; t++) b.rmsnorm(XB[t]!, X[t]!, lw.attnNorm, c.normEps);
-      b.matmul(Q, XB, lw.wq);
-      b.matmul(K, XB, lw.wk);
-      b.matmul(V, XB, lw.wv);
+      b.matmuls([[Q, lw.wq], [K, lw.wk], [V, lw.wv]], XB); // inputs packed once, one dispatch
       for (let t = 0; t < n; t++) {
         const { st, pos } = items[t]!;
         b.rope(Q[t]!, dim, hs, bt.cos[t]!, bt.sin[t]!);
@@ -350,8 +348,7 @@ export class Session {
       for (let t = 0; t < n; t++) b.add(X[t]!, XB2[t]!);
 
       for (let t = 0; t < n; t++) b.rmsnorm(XB[t]!, X[t]!, lw.ffnNorm, c.normEps);
-      b.matmul(HB, XB, lw.w1);
-      b.matmul(HB2, XB, lw.w3);
+      b.matmuls([[HB, lw.w1], [HB2, lw.w3]], XB);
       for (let t = 0; t < n; t++) b.siluMul(HB[t]!, HB2[t]!);
       b.matmul(XB, HB, lw.w2);
       for (let t = 0; t < n; t++) b.add(X[t]!, XB[t]!);

@@ -41,6 +41,9 @@ export function refBackend(maxCols: number): Backend {
       if (outs.length !== xs.length) throw new Error(`internal: matmul of ${xs.length} inputs into ${outs.length} outputs`);
       for (let b = 0; b < xs.length; b++) ops.matmul(f32(outs[b]!), f32(xs[b]!), w.host, xq);
     },
+    matmuls: (groups, xs) => {
+      for (const [outs, w] of groups) for (let b = 0; b < xs.length; b++) ops.matmul(f32(outs[b]!), f32(xs[b]!), w.host, xq);
+    },
     matvecs: (products) => {
       for (const [out, x, w] of products) ops.matmul(f32(out), f32(x), w.host, xq);
     },

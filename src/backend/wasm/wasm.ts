@@ -338,38 +338,15 @@ export class WasmBackend implements Backend {
       return;
     }
     if (ww.cols > this.maxCols) throw new Error(`internal: matmul of ${ww.cols} columns on a backend sized for ${this.maxCols}`);
-    const n = this.maxCols;
-    const bt = (this.batch ??= {
-      outTab: this.heap.alloc(4 * MAX_BATCH),
-      xTab: this.heap.alloc(4 * MAX_BATCH),
-      xq: this.heap.alloc(2 * n * MAX_BATCH),
-      xs: this.heap.alloc((n / 8) * MAX_BATCH),
-      xb: this.heap.alloc((n / 8) * MAX_BATCH),
-    });
-    // dispatches of at most MAX_BATCH vectors, of equal size (so that each has PANEL_MIN
-    // vectors when the whole batch has)
+    if (xs.length >= PANEL_MIN && this.panelFormat(ww)) return this.matmuls([[outs, w]], xs);
+    const bt = this.batchBuffers();
+    // dispatches of at most MAX_BATCH vectors, of equal size
     const per = Math.ceil(xs.length / Math.ceil(xs.length / MAX_BATCH));
     for (let b0 = 0; b0 < xs.length; b0 += per) {
       const nb = Math.min(per, xs.length - b0);
       const outTab = new Uint32Array(this.memory.buffer, bt.outTab, nb);
       for (let b = 0; b < nb; b++) outTab[b] = ptr(outs[b0 + b]!);
       const { rows, cols } = ww;
-      const panelKernel = nb >= PANEL_MIN ? PANEL_KERNELS[ww.kind] : undefined;
-      if (panelKernel !== undefined) {
-        const pn = this.panelBuffers();
-        const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
-        for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
-        const float = ww.kind === 'f32' || ww.kind === 'f16' || ww.kind === 'bf16';
-        if (float) this.k.packPanelsF32(pn.xp, bt.xTab, nb, cols);
-        else this.k.quantizePanels(pn.xp, pn.xs, pn.tmp, bt.xTab, nb, cols);
-        const kernel = ww.kind === 'f16' && this.special(ww) ? KERNEL.pF16Exact : panelKernel;
-        const rowBytes = ww.kind === 'f32' ? 4 * cols : float ? 2 * cols : (ww.host as { rowBytes: number }).rowBytes;
-        const p: Product = { kernel, out: bt.outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: ww.ptr, s: pn.scratch, rows, cols, gs: pn.per, rowBytes, nb };
-        const pool = this.poolFor(rows * cols * nb, rows * rowBytes * nb);
-        if (pool) this.runOn(pool, [p]);
-        else runRows(this.k, p, 0, rows);
-        continue;
-      }
       const base = { out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, nb };
       let p: Product;
       if (ww.kind === 'f32' || ww.kind === 'f16' || ww.kind === 'bf16') {
@@ -395,6 +372,67 @@ export class WasmBackend implements Backend {
       if (pool) this.runOn(pool, [p]);
       else runRows(this.k, p, 0, rows);
     }
+  }
+
+  /**
+   * Products of several weights with the same inputs (q, k and v; w1 and w3): as a matmul of
+   * each, but with at least PANEL_MIN vectors and weights of one panel format the inputs are
+   * packed into panels once and the products run in one dispatch.
+   */
+  matmuls(groups: ReadonlyArray<readonly [outs: readonly Vector[], w: Weight]>, xs: readonly Vector[]): void {
+    const ws = groups.map(([, w]) => w as WasmWeight);
+    const format = ws.length > 0 ? this.panelFormat(ws[0]!) : undefined;
+    const cols = ws[0]?.cols ?? 0;
+    if (xs.length < PANEL_MIN || !format || ws.length > MAX_PRODUCTS || ws.some((w) => this.panelFormat(w) !== format || w.cols !== cols || w.cols > this.maxCols)) {
+      for (const [outs, w] of groups) this.matmul(outs, xs, w);
+      return;
+    }
+    for (const [outs] of groups) if (outs.length !== xs.length) throw new Error(`internal: matmul of ${xs.length} inputs into ${outs.length} outputs`);
+    const bt = this.batchBuffers();
+    const pn = this.panelBuffers();
+    // dispatches of at most MAX_BATCH vectors, of equal size (each has PANEL_MIN or more)
+    const per = Math.ceil(xs.length / Math.ceil(xs.length / MAX_BATCH));
+    for (let b0 = 0; b0 < xs.length; b0 += per) {
+      const nb = Math.min(per, xs.length - b0);
+      const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
+      for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
+      if (format === 'float') this.k.packPanelsF32(pn.xp, bt.xTab, nb, cols);
+      else this.k.quantizePanels(pn.xp, pn.xs, pn.tmp, bt.xTab, nb, cols);
+      let weights = 0, bytes = 0;
+      const jobs = groups.map(([outs], i): Product => {
+        const w = ws[i]!;
+        const outTab = bt.outTab + 4 * MAX_BATCH * i;
+        const tab = new Uint32Array(this.memory.buffer, outTab, nb);
+        for (let b = 0; b < nb; b++) tab[b] = ptr(outs[b0 + b]!);
+        const kernel = w.kind === 'f16' && this.special(w) ? KERNEL.pF16Exact : PANEL_KERNELS[w.kind!]!;
+        const rowBytes = w.kind === 'f32' ? 4 * cols : format === 'float' ? 2 * cols : (w.host as { rowBytes: number }).rowBytes;
+        weights += w.rows * cols * nb;
+        bytes += w.rows * rowBytes * nb;
+        return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb };
+      });
+      const pool = this.poolFor(weights, bytes);
+      if (pool) this.runOn(pool, jobs);
+      else for (const p of jobs) runRows(this.k, p, 0, p.rows);
+    }
+  }
+
+  /** 'float' or 'int' for a weight with panel products (f32 / f16 / bf16; Q8_0 / Q4_0 with finite scales), else undefined. */
+  private panelFormat(w: WasmWeight): 'float' | 'int' | undefined {
+    if (w.kind === 'f32' || w.kind === 'f16' || w.kind === 'bf16') return 'float';
+    if ((w.kind === 'Q8_0' || w.kind === 'Q4_0') && !this.special(w)) return 'int';
+    return undefined;
+  }
+
+  /** The batched products' tables (MAX_PRODUCTS output tables, one input table) and quantized inputs, at the first use. */
+  private batchBuffers(): NonNullable<WasmBackend['batch']> {
+    const n = this.maxCols;
+    return (this.batch ??= {
+      outTab: this.heap.alloc(4 * MAX_BATCH * MAX_PRODUCTS),
+      xTab: this.heap.alloc(4 * MAX_BATCH),
+      xq: this.heap.alloc(2 * n * MAX_BATCH),
+      xs: this.heap.alloc((n / 8) * MAX_BATCH),
+      xb: this.heap.alloc((n / 8) * MAX_BATCH),
+    });
   }
 
   /** The panel products' buffers (allocated at the first use; per-thread scratch for every thread). */
