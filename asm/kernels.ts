@@ -1507,3 +1507,107 @@ export function panelQ8_0Product(outTab: usize, outOff: usize, nv: i32, xp: usiz
 export function panelQ4_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
   panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 5);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attention of a prompt chunk as panel products: m queries at positions p0 … p0+m−1 of one
+// sequence over its n = p0 + m cached keys, head by head. Token by token, each score is a dot
+// product of headDim values with a horizontal sum, and each output a pass over the values per
+// token; here the scores of 4 keys × 8 queries come out of one register tile (`panelF32`: keys
+// interleaved as weights, the queries packed as a panel) and so do the outputs (4 dimensions ×
+// 8 queries, the values interleaved, the probabilities packed). Scores are summed dimension by
+// dimension, outputs key by key (the plain loop's order, not `attention`'s SIMD lanes): equal to
+// `attention` up to float32 rounding. Causal: a query panel reads keys up to its last position;
+// the probabilities past each query's own position are zero.
+
+/** Bytes of one thread's scratch for attentionPanels: m queries, n keys, headDim. */
+export function attentionPanelsScratch(m: i32, n: i32, headDim: i32): i32 {
+  const n4 = (n + 3) & ~3, np = (m + 7) >> 3;
+  return (n4 * headDim * 4 + PANEL_PAD) * 2 + m * (n4 * 4 + PANEL_PAD) + np * (headDim * 32 + PANEL_PAD) + np * (n4 * 32 + PANEL_PAD) + 128 + 64;
+}
+
+/**
+ * Heads [h0, h1) of the m queries (tab: m output pointers, then m query pointers) at positions
+ * p0 … over the caches kc, vc (`half` 1: f16), into each output's slice of those heads.
+ */
+export function attentionPanels(tab: usize, m: i32, p0: i32, h0: i32, h1: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kc: usize, vc: usize, half: i32, scratch: usize): void {
+  if (half) attentionPanelsBy(tab, m, p0, h0, h1, nHeads, nKvHeads, headDim, kc, vc, true, scratch);
+  else attentionPanelsBy(tab, m, p0, h0, h1, nHeads, nKvHeads, headDim, kc, vc, false, scratch);
+}
+
+// @ts-ignore: decorator
+@inline function attentionPanelsBy(tab: usize, m: i32, p0: i32, h0: i32, h1: i32, nHeads: i32, nKvHeads: i32, headDim: i32, kc: usize, vc: usize, half: bool, scratch: usize): void {
+  const shift: usize = half ? 1 : 2;
+  const kvMul = nHeads / nKvHeads;
+  const rowBytes = <usize>(nKvHeads * headDim) << shift;
+  const scale = 1 / Math.sqrt(<f64>headDim);
+  const n = p0 + m, n4 = (n + 3) & ~3, np = (m + 7) >> 3;
+  const hb = <usize>headDim << 2;
+  // scratch: keys interleaved by 4 ([key group][d][4]); values by 4 dimensions ([dim group][key][4]);
+  // scores (a row of n4 per query); query panels; probability panels; one tile's sums
+  const K = scratch, V = K + <usize>n4 * hb + PANEL_PAD;
+  const S = V + <usize>n4 * hb + PANEL_PAD, sRow = (<usize>n4 << 2) + PANEL_PAD;
+  const QP = S + <usize>m * sRow, qpBytes = (<usize>headDim << 5) + PANEL_PAD;
+  const PP = QP + <usize>np * qpBytes, ppBytes = (<usize>n4 << 5) + PANEL_PAD;
+  const acc = PP + <usize>np * ppBytes;
+  let g0 = -1;
+  for (let h = h0; h < h1; h++) {
+    const g = h / kvMul;
+    if (g != g0) {
+      g0 = g;
+      const kg = kc + (<usize>(g * headDim) << shift), vg = vc + (<usize>(g * headDim) << shift);
+      for (let j = 0; j < n4; j += 4) {
+        const r0 = <usize>j * rowBytes, r1 = <usize>min(j + 1, n - 1) * rowBytes, r2 = <usize>min(j + 2, n - 1) * rowBytes, r3 = <usize>min(j + 3, n - 1) * rowBytes;
+        const kd = K + <usize>j * hb;
+        for (let d = 0; d < headDim; d += 4) {
+          const c = <usize>d << shift;
+          storeT4(kd + (<usize>d << 4), cache4(kg + r0 + c, half), cache4(kg + r1 + c, half), cache4(kg + r2 + c, half), cache4(kg + r3 + c, half));
+        }
+      }
+      for (let j = 0; j < n; j++) {
+        const r = vg + <usize>j * rowBytes;
+        for (let d = 0; d < headDim; d += 4) v128.store(V + <usize>d * (<usize>n4 << 2) + (<usize>j << 4), cache4(r + (<usize>d << shift), half));
+      }
+    }
+    // the queries' head h, in panels of 8 (past m: the last query again)
+    for (let t = 0; t < np << 3; t++) {
+      const q = <usize>load<u32>(tab + (<usize>(m + min(t, m - 1)) << 2)) + <usize>h * hb;
+      const p = QP + <usize>(t >> 3) * qpBytes + (<usize>(t & 7) << 2);
+      for (let d = 0; d < headDim; d++) store<f32>(p + (<usize>d << 5), load<f32>(q + (<usize>d << 2)));
+    }
+    // scores: 4 keys × 8 queries per tile, keys up to the panel's last position
+    for (let v = 0; v < np; v++) {
+      const last = p0 + min(8 * v + 7, m - 1);
+      for (let j = 0; j <= last; j += 4) {
+        for (let o: usize = 0; o < 128; o += 16) v128.store(acc + o, f32x4.splat(0));
+        panelF32(K + <usize>j * hb, QP + <usize>v * qpBytes, headDim, acc);
+        for (let t = 8 * v; t < min(8 * v + 8, m); t++) {
+          const srow = S + <usize>t * sRow + (<usize>j << 2), a = acc + (<usize>(t & 7) << 2);
+          for (let r = 0; r < 4 && j + r < n; r++) store<f32>(srow + (<usize>r << 2), <f32>(<f64>load<f32>(a + (<usize>r << 5)) * scale));
+        }
+      }
+    }
+    // probabilities: each query's softmax over its positions, zeros after, packed in panels
+    for (let t = 0; t < m; t++) {
+      const srow = S + <usize>t * sRow, len = p0 + t + 1;
+      softmax(srow, len);
+      for (let j = len; j < n4; j++) store<f32>(srow + (<usize>j << 2), 0);
+    }
+    for (let v = 0; v < np; v++) {
+      const keys = min(p0 + 8 * v + 8, n);
+      for (let tt = 0; tt < 8; tt++) {
+        const srow = S + <usize>min(8 * v + tt, m - 1) * sRow;
+        const p = PP + <usize>v * ppBytes + (<usize>tt << 2);
+        for (let j = 0; j < keys; j++) store<f32>(p + (<usize>j << 5), load<f32>(srow + (<usize>j << 2)));
+      }
+    }
+    // outputs: 4 dimensions × 8 queries per tile, over the panel's keys
+    for (let v = 0; v < np; v++) {
+      const keys = min(p0 + 8 * v + 8, n);
+      for (let d = 0; d < headDim; d += 4) {
+        for (let o: usize = 0; o < 128; o += 16) v128.store(acc + o, f32x4.splat(0));
+        panelF32(V + <usize>d * (<usize>n4 << 2), PP + <usize>v * ppBytes, keys, acc);
+        panelStore(acc, tab, <usize>h * hb, 8 * v, m, d, headDim);
+      }
+    }
+  }
+}

@@ -76,6 +76,8 @@ export const MAX_BATCH = 64;
  * sum each output column by column, the plain reference loop's order, not matvec's SIMD lanes.
  */
 export const PANEL_MIN = 8;
+/** The most scratch per thread for a prompt chunk's attention as panel products (else token by token). */
+const ATTN_PANEL_MAX_BYTES = 64 * 2 ** 20;
 const PANEL_KERNELS: Partial<Record<string, number>> = { f32: KERNEL.pF32, f16: KERNEL.pF16, bf16: KERNEL.pBf16, Q8_0: KERNEL.pQ8_0, Q4_0: KERNEL.pQ4_0 };
 
 /** The weight types with a matvec kernel here. */
@@ -199,6 +201,7 @@ export class WasmBackend implements Backend {
   private readonly refScratch: ops.QuantizedScratch;
   private pool: ThreadPool | undefined; // started at the first dispatch large enough to split
   private attnBatch: { tab: number; scratch: number; n: number; per: number } | undefined; // attentions' table and scratch
+  private attnPanel: { tab: number; scratch: number; m: number; per: number } | undefined; // attentionPanels' table and per-thread scratch
   private lastDispatch = -Infinity; // when the last split dispatch ended (its workers spin SPIN_US after it)
   private readonly maxCols: number;
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
@@ -587,12 +590,60 @@ export class WasmBackend implements Backend {
   }
 
   /**
+   * Each item's `attention`: runs of PANEL_MIN or more consecutive positions of one sequence (a
+   * prompt chunk) as panel products (`attentionPanels`, equal up to float32 rounding), the other
+   * tokens as `attention` itself, split across the threads (`attentionRows`).
+   */
+  attentions(items: ReadonlyArray<AttentionItem>, s: AttentionShape): void {
+    // runs of ≥ PANEL_MIN consecutive positions of one sequence (a prompt chunk): panel products
+    const rest: AttentionItem[] = [];
+    for (let i = 0; i < items.length; ) {
+      let j = i + 1;
+      const a = items[i]!;
+      while (j < items.length && items[j]!.keyCache === a.keyCache && items[j]!.valueCache === a.valueCache && items[j]!.pos === a.pos + (j - i)) j++;
+      if (j - i < PANEL_MIN || s.headDim % 4 !== 0 || !this.attentionPanels(items.slice(i, j), s)) rest.push(...items.slice(i, j));
+      i = j;
+    }
+    this.attentionRows(rest, s);
+  }
+
+  /**
+   * A prompt chunk's attention (m consecutive positions of one sequence) as panel products, the
+   * heads split across the threads; false (nothing done) when its scratch would pass
+   * ATTN_PANEL_MAX_BYTES per thread (very long contexts: token by token instead).
+   */
+  private attentionPanels(items: readonly AttentionItem[], s: AttentionShape): boolean {
+    const m = items.length, p0 = items[0]!.pos;
+    const per = roundUp(this.k.attentionPanelsScratch(m, p0 + m, s.headDim), 64);
+    if (per > ATTN_PANEL_MAX_BYTES) return false;
+    const half = (items[0]!.keyCache as WasmVector).half;
+    if (half !== (items[0]!.valueCache as WasmVector).half) throw new Error('internal: attention over an f16 and an f32 cache');
+    if (!this.attnPanel || this.attnPanel.m < m || this.attnPanel.per < per) {
+      if (this.attnPanel) this.heap.release(this.attnPanel.tab, 8 * this.attnPanel.m), this.heap.release(this.attnPanel.scratch, this.attnPanel.per * this.threads);
+      const size = { m: Math.max(m, this.attnPanel?.m ?? 0), per: Math.max(per, this.attnPanel?.per ?? 0) };
+      this.attnPanel = { ...size, tab: this.heap.alloc(8 * size.m), scratch: this.heap.alloc(size.per * this.threads) };
+    }
+    const bt = this.attnPanel;
+    const tab = new Uint32Array(this.memory.buffer, bt.tab, 2 * m);
+    items.forEach((a, t) => ((tab[t] = ptr(a.out)), (tab[m + t] = ptr(a.q))));
+    const p: Product = {
+      kernel: KERNEL.attnPanels, out: bt.tab, xq: ptr(items[0]!.keyCache), xs: ptr(items[0]!.valueCache), xb: p0, w: half ? 1 : 0,
+      s: bt.scratch, gs: bt.per, rows: s.nHeads, cols: s.nKvHeads, rowBytes: s.headDim, nb: m,
+    };
+    const macs = 2 * m * s.nHeads * (p0 + m) * s.headDim;
+    const pool = this.poolFor(macs, 4 * macs);
+    if (pool) this.runOn(pool, [p]);
+    else runRows(this.k, p, 0, s.nHeads);
+    return true;
+  }
+
+  /**
    * Each item's `attention`, the tokens split across the threads (each with its own score
    * scratch); bit-identical to calling `attention` on each. Tokens go into the job's table in the
    * order first, last, second, second to last, … so that each thread's contiguous share holds
    * short and long positions alike.
    */
-  attentions(items: ReadonlyArray<AttentionItem>, s: AttentionShape): void {
+  private attentionRows(items: readonly AttentionItem[], s: AttentionShape): void {
     const n = items.length;
     if (n === 0) return;
     const half = (items[0]!.keyCache as WasmVector).half;
