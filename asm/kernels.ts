@@ -49,6 +49,17 @@
   );
 }
 
+/**
+ * Copy n bytes (n a multiple of 4; the areas apart) in 16-byte SIMD moves: copies into the KV
+ * cache. Both JavaScript views of the shared memory and `memory.copy` (on a shared memory V8 moves
+ * it with relaxed atomics) measured several times slower.
+ */
+export function copyBytes(dst: usize, src: usize, n: usize): void {
+  let i: usize = 0;
+  for (; i + 16 <= n; i += 16) v128.store(dst + i, v128.load(src + i));
+  for (; i < n; i += 4) store<u32>(dst + i, load<u32>(src + i));
+}
+
 /** Where the JS side may start allocating (after this module's static data). */
 export function heapBase(): usize {
   return __heap_base;
@@ -1190,7 +1201,13 @@ export function attentionF16(
   // out_h = Σ_t att_h[t]·v_t, position after position, again one pass over the cache rows; four
   // positions per pass over the output (the same additions in the same order, one load and store
   // of the output instead of four)
-  memory.fill(out, 0, <usize>(nHeads * headDim) << 2);
+  // zeroed in SIMD stores (memory.fill on a shared memory is a slow runtime call)
+  {
+    const dim = nHeads * headDim;
+    let i = 0;
+    for (; i + 4 <= dim; i += 4) v128.store(out + (<usize>i << 2), f32x4.splat(0));
+    for (; i < dim; i++) store<f32>(out + (<usize>i << 2), 0);
+  }
   let t = 0;
   for (; t + 4 <= n; t += 4) {
     const vt = vc + <usize>t * rowBytes;
@@ -1274,9 +1291,12 @@ export function panelScratchBytes(cols: i32): i32 {
   return ((PANEL_TILE >> 2) * ((cols << 4) + GROUP_PAD) + PANEL_TILE * (cols >> 5) * 4 + (PANEL_TILE >> 2) * PANEL_MAX * 128 + 63) & ~63;
 }
 
-/** f32 panels of the nv vectors in xTab: panel p at xp + p·panelBytes(cols, 1), x_t[k] at + (8k + t)·4. */
-export function packPanelsF32(xp: usize, xTab: usize, nv: i32, cols: i32): void {
-  for (let v = 0; v < ((nv + 7) & ~7); v++) {
+/**
+ * f32 panels of the nv vectors in xTab: panel p at xp + p·panelBytes(cols, 1), x_t[k] at + (8k + t)·4;
+ * slots [v0, v1) of the (nv + 7) & ~7 (past nv: the last vector again), so threads can share the work.
+ */
+export function packPanelsF32(xp: usize, xTab: usize, nv: i32, cols: i32, v0: i32, v1: i32): void {
+  for (let v = v0; v < v1; v++) {
     const x = entry(xTab, v, nv);
     const p = xp + <usize>(v >> 3) * <usize>panelBytes(cols, 1) + (<usize>(v & 7) << 2);
     for (let k = 0; k < cols; k++) store<f32>(p + (<usize>k << 5), load<f32>(x + (<usize>k << 2)));
@@ -1286,10 +1306,10 @@ export function packPanelsF32(xp: usize, xTab: usize, nv: i32, cols: i32): void 
 /**
  * int16 panels (quantizeBlocks32's values and scales): panel p's pair (x_t[2m], x_t[2m+1]) at
  * xp + p·panelBytes(cols, 0) + (8m + t)·4, its block b's scale at xs + p·cols + (8b + t)·4.
- * tmp: 3·cols bytes.
+ * Slots [v0, v1) as packPanelsF32; tmp: 3·cols bytes (the thread's own).
  */
-export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i32, cols: i32): void {
-  for (let v = 0; v < ((nv + 7) & ~7); v++) {
+export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i32, cols: i32, v0: i32, v1: i32): void {
+  for (let v = v0; v < v1; v++) {
     const p = <usize>(v >> 3), t = <usize>(v & 7) << 2;
     quantizeBlocksBy(tmp, xs + p * <usize>cols + t, tmp + (<usize>cols << 1), entry(xTab, v, nv), cols, 64, 32);
     const q = xp + p * <usize>panelBytes(cols, 0) + t;

@@ -47,8 +47,9 @@ export interface Kernels {
   panelBytes(cols: number, float: number): number;
   attentionPanelsScratch(m: number, n: number, headDim: number): number;
   attentionPanels(tab: number, m: number, p0: number, h0: number, h1: number, nHeads: number, nKvHeads: number, headDim: number, kc: number, vc: number, half: number, scratch: number): void;
-  packPanelsF32(xp: number, xTab: number, nv: number, cols: number): void;
-  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number): void;
+  packPanelsF32(xp: number, xTab: number, nv: number, cols: number, v0: number, v1: number): void;
+  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number, v0: number, v1: number): void;
+  copyBytes(dst: number, src: number, n: number): void;
   panelF32Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelF16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelBf16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;

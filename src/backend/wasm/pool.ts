@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
 
 /** Matrix-vector kernels by code, as written into a job. */
-export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17, attnRows: 18, pF32: 19, pF16: 20, pBf16: 21, pF16Exact: 22, pQ8_0: 23, pQ4_0: 24, attnPanels: 25 } as const;
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17, attnRows: 18, pF32: 19, pF16: 20, pBf16: 21, pF16Exact: 22, pQ8_0: 23, pQ4_0: 24, attnPanels: 25, packF32: 26, quantPanels: 27 } as const;
 
 // ctl layout (Int32Array over its own SharedArrayBuffer)
 const GEN = 0; // job generation, bumped by main
@@ -72,6 +72,9 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
   if (p.kernel === KERNEL.attnRows) return k.attentionRows(p.out, r0, r1, p.cols, p.gs, p.rowBytes, p.s, p.nb ?? 0);
   // a prompt chunk's attention (attentionPanels): rows = heads, out = the table, xq / xs = the
   // caches, xb = the first position, w = 1 for f16 caches, nb = tokens, s / gs = scratch
+  // a batch's inputs into panels (rows = panel slots; out = the input table, xq / xs = the panels)
+  if (p.kernel === KERNEL.packF32) return k.packPanelsF32(p.xq, p.out, p.nb!, p.cols, r0, r1);
+  if (p.kernel === KERNEL.quantPanels) return k.quantizePanels(p.xq, p.xs, p.s + t * p.gs, p.out, p.nb!, p.cols, r0, r1);
   if (p.kernel === KERNEL.attnPanels) return k.attentionPanels(p.out, p.nb!, p.xb, r0, r1, p.rows, p.cols, p.rowBytes, p.xq, p.xs, p.w, p.s + t * p.gs);
   const out = p.out + 4 * r0;
   const w = p.w + r0 * p.rowBytes;

@@ -208,7 +208,7 @@ export class WasmBackend implements Backend {
   private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
   // panel products: MAX_BATCH vectors' panels and block scales, the quantizer's scratch, and
   // each thread's scratch (`scratch` bytes apart), at the first use
-  private panels: { xp: number; xs: number; tmp: number; scratch: number; per: number } | undefined;
+  private panels: { xp: number; xs: number; scratch: number; per: number } | undefined;
   private readonly specials = new WeakMap<Weight, boolean>(); // see `special`
   private att: { ptr: number; n: number } | undefined; // attention scores of every head (`scores`)
 
@@ -316,7 +316,7 @@ export class WasmBackend implements Backend {
     const d = dst as WasmVector;
     if (dstOffset + s.length > d.length) throw new Error(`internal: copy of ${s.length} floats at ${dstOffset} into ${d.length}`);
     if (d.half) return this.k.storeHalves(d.ptr + 2 * dstOffset, s.ptr, s.length);
-    new Uint8Array(this.memory.buffer).copyWithin(d.ptr + 4 * dstOffset, s.ptr, s.ptr + 4 * s.length);
+    this.k.copyBytes(d.ptr + 4 * dstOffset, s.ptr, 4 * s.length);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -399,8 +399,6 @@ export class WasmBackend implements Backend {
       const nb = Math.min(per, xs.length - b0);
       const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
       for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
-      if (format === 'float') this.k.packPanelsF32(pn.xp, bt.xTab, nb, cols);
-      else this.k.quantizePanels(pn.xp, pn.xs, pn.tmp, bt.xTab, nb, cols);
       let weights = 0, bytes = 0;
       const jobs = groups.map(([outs], i): Product => {
         const w = ws[i]!;
@@ -414,6 +412,11 @@ export class WasmBackend implements Backend {
         return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb };
       });
       const pool = this.poolFor(weights, bytes);
+      // the inputs into panels first: a dispatch of its own, the slots split across the threads
+      const slots = (nb + 7) & ~7;
+      const pack: Product = { kernel: format === 'float' ? KERNEL.packF32 : KERNEL.quantPanels, out: bt.xTab, xq: pn.xp, xs: pn.xs, xb: 0, w: 0, s: pn.scratch, rows: slots, cols, gs: pn.per, rowBytes: 0, nb };
+      if (pool) this.runOn(pool, [pack]);
+      else runRows(this.k, pack, 0, slots);
       if (pool) this.runOn(pool, jobs);
       else for (const p of jobs) runRows(this.k, p, 0, p.rows);
     }
@@ -446,7 +449,6 @@ export class WasmBackend implements Backend {
       this.panels = {
         xp: this.heap.alloc((MAX_BATCH / 8) * this.k.panelBytes(n, 1)),
         xs: this.heap.alloc((MAX_BATCH / 8) * n),
-        tmp: this.heap.alloc(3 * n),
         scratch: this.heap.alloc(per * this.threads),
         per,
       };
