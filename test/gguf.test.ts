@@ -464,3 +464,25 @@ test('fuzz: 3000 seeded random mutations of a real GGUF file give only typed err
   assert.ok(slowest < 2000, `one mutation took ${slowest} ms`);
   assert.ok(outcome.FileFormatError > 500 && outcome.loaded > 100, JSON.stringify(outcome));
 });
+
+test('a string array item whose length runs past the end is a FileFormatError, whether the strings are read or skipped', (t) => {
+  const parts: number[] = [];
+  const u8 = (...b: number[]) => parts.push(...b);
+  const u32 = (v: number) => { const d = new DataView(new ArrayBuffer(4)); d.setUint32(0, v, true); u8(...new Uint8Array(d.buffer)); };
+  const u64 = (v: bigint) => { const d = new DataView(new ArrayBuffer(8)); d.setBigUint64(0, v, true); u8(...new Uint8Array(d.buffer)); };
+  const str = (s: string, len = BigInt(s.length)) => { u64(len); u8(...Buffer.from(s)); };
+  u8(...Buffer.from('GGUF')); u32(3); u64(0n); u64(1n);
+  str('tokenizer.ggml.tokens'); u32(9); u32(8); u64(3n);
+  str('ab'); str('c'); str('d', 1n << 20n);
+  const file = path.join(tempDir(t), 'bad-vocab.gguf');
+  fs.writeFileSync(file, Uint8Array.from(parts));
+  for (const skipStrings of [false, true]) {
+    assert.throws(() => readGgufHeader(file, { skipStrings }), (e) => e instanceof FileFormatError && /tokenizer\.ggml\.tokens\[…\]: string length 1048576 at offset \d+ runs past the end of the file/.test(e.message), `skipStrings ${skipStrings}`);
+  }
+  // the same array, whole: both ways read it (skipped strings are holes)
+  parts.splice(parts.length - 9);
+  str('d');
+  fs.writeFileSync(file, Uint8Array.from(parts));
+  assert.deepEqual(readGgufHeader(file).metadata.get('tokenizer.ggml.tokens'), { type: 'array', itemType: 'string', value: ['ab', 'c', 'd'] });
+  assert.equal((readGgufHeader(file, { skipStrings: true }).metadata.get('tokenizer.ggml.tokens')!.value as string[]).length, 3);
+});

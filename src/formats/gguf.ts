@@ -208,6 +208,28 @@ class FileCursor {
     }
     return utf8.decode(this.buf.subarray(at, at + n));
   }
+  /**
+   * Step over n strings: within the bytes already read, each length straight from the buffer
+   * (checked against the file's end like `stringLength`); at the window's edge, the checked path.
+   */
+  private skipStringItems(n: number, item: string): void {
+    for (let i = 0; i < n; i++) {
+      const at = this.pos - this.bufStart;
+      if (at >= 0 && at + 8 <= this.bufLen) {
+        const hi = this.view.getUint32(at + 4, true);
+        const len = hi * 2 ** 32 + this.view.getUint32(at, true);
+        if (len > this.size - this.pos - 8) {
+          this.pos += 8;
+          this.fail(`${item}: string length ${len} at offset ${this.pos - 8} runs past the end of the file (${this.remaining} bytes remain)`);
+        }
+        this.pos += 8 + len;
+      } else {
+        const len = this.stringLength(item); // (read before `pos`: reading the length moves it)
+        this.pos += len;
+      }
+    }
+  }
+
   value(type: number, what: string, depth = 0): GgufValue {
     const t = VALUE_TYPES[type];
     if (!t) this.fail(`${what} has value type ${type}; expected 0..12 (u8 … f64)`);
@@ -226,13 +248,8 @@ class FileCursor {
       } else if (it.name === 'string') {
         const items: string[] = new Array(n); // holes when skipped
         const item = `${what}[…]`; // the label of an item (a label per item would cost more than the read)
-        for (let i = 0; i < n; i++) {
-          if (!this.skipStrings) items[i] = this.string(item);
-          else {
-            const len = this.stringLength(item); // (read before `pos`: reading the length moves it)
-            this.pos += len;
-          }
-        }
+        if (this.skipStrings) this.skipStringItems(n, item);
+        else for (let i = 0; i < n; i++) items[i] = this.string(item);
         value = items;
       } else {
         value = Array.from({ length: n }, (_, i) => this.value(itemTypeId, `${what}[${i}]`, depth + 1) as GgufArray);
