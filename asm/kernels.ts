@@ -1288,7 +1288,7 @@ export function panelBytes(cols: i32, float: i32): i32 {
 
 /** Bytes of one thread's scratch for the panel products of `cols` columns. */
 export function panelScratchBytes(cols: i32): i32 {
-  return ((PANEL_TILE >> 2) * ((cols << 4) + GROUP_PAD) + PANEL_TILE * (cols >> 5) * 4 + (PANEL_TILE >> 2) * PANEL_MAX * 128 + 63) & ~63;
+  return ((PANEL_TILE >> 2) * ((cols << 4) + GROUP_PAD) + PANEL_TILE * (cols >> 5) * 4 + (PANEL_TILE >> 2) * PANEL_MAX * 128 + 4096 + 63) & ~63;
 }
 
 /**
@@ -1400,16 +1400,19 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
 /**
  * The weights go into the scratch one tile of rows at a time, in groups of four rows interleaved
  * (a short last group repeats its last row): `kind` 0 f32, 1..3 16-bit (HALF_* + 1) widened to
- * f32, 4 Q8_0 / 5 Q4_0 as int16 (Q4_0: q − 8) with f32 scales [b][row].
+ * f32, 4 Q8_0 / 5 Q4_0 as int16 (Q4_0: q − 8) with f32 scales [b][row], 6 Q4_K / 7 Q6_K
+ * dequantized to f32 (as the reference's dequantizeRow, bit for bit).
  */
 // @ts-ignore: decorator
 @inline function panelProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize, kind: i32): void {
   const nb = cols >> 5;
-  const rowBytes: usize = kind == 0 ? <usize>cols << 2 : kind <= 3 ? <usize>cols << 1 : <usize>nb * (kind == 4 ? 34 : 18);
-  const groupBytes: usize = (kind <= 3 ? <usize>cols << 4 : <usize>cols << 3) + GROUP_PAD; // 4 rows in the scratch
+  const float = kind <= 3 || kind >= 6;
+  const rowBytes: usize = kind == 0 ? <usize>cols << 2 : kind <= 3 ? <usize>cols << 1 : kind <= 5 ? <usize>nb * (kind == 4 ? 34 : 18) : <usize>(cols >> 8) * (kind == 6 ? 144 : 210);
+  const groupBytes: usize = (float ? <usize>cols << 4 : <usize>cols << 3) + GROUP_PAD; // 4 rows in the scratch
   const sd = scratch + <usize>(PANEL_TILE >> 2) * groupBytes; // scales: PANEL_TILE/4 groups of nb·16 bytes
   const acc = sd + <usize>PANEL_TILE * (<usize>nb << 2);
-  const pq = <usize>panelBytes(cols, kind <= 3 ? 1 : 0);
+  const kbuf = acc + <usize>((PANEL_TILE >> 2) * PANEL_MAX) * 128; // K-quants: 4 rows' block, dequantized
+  const pq = <usize>panelBytes(cols, float ? 1 : 0);
   for (let i0 = 0; i0 < rows; i0 += PANEL_TILE) {
     const i1 = min(i0 + PANEL_TILE, rows);
     for (let i = i0; i < i1; i += 4) {
@@ -1418,27 +1421,95 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
       const s2 = w + <usize>min(i + 2, i1 - 1) * rowBytes, s3 = w + <usize>min(i + 3, i1 - 1) * rowBytes;
       const dst = scratch + g * groupBytes;
       if (kind <= 3) interleaveFloats(dst, s0, s1, s2, s3, cols, kind == 0 ? -1 : kind - 1);
-      else interleaveBlocks(dst, sd + g * (<usize>nb << 4), s0, s1, s2, s3, nb, kind == 5);
+      else if (kind <= 5) interleaveBlocks(dst, sd + g * (<usize>nb << 4), s0, s1, s2, s3, nb, kind == 5);
+      else interleaveK(dst, kbuf, s0, s1, s2, s3, cols >> 8, kind == 6);
     }
     // columns in chunks of PANEL_K (a chunk of the tile's weights and of one panel fit in L1),
     // every panel over the tile's groups; the sums of every group × panel wait in acc
     const ng = (i1 - i0 + 3) >> 2, np = (nv + 7) >> 3;
     const z = f32x4.splat(0);
     for (let o: usize = 0; o < <usize>(ng * np) << 7; o += 16) v128.store(acc + o, z);
-    const kc = kind <= 3 ? PANEL_K : PANEL_K << 1;
+    const kc = float ? PANEL_K : PANEL_K << 1;
     for (let k0 = 0; k0 < cols; k0 += kc) {
       const n = min(kc, cols - k0);
       for (let v = 0; v < np; v++) {
         for (let g = 0; g < ng; g++) {
           const a = acc + (<usize>(g * np + v) << 7);
           const q = scratch + <usize>g * groupBytes;
-          if (kind <= 3) panelF32(q + (<usize>k0 << 4), xp + <usize>v * pq + (<usize>k0 << 5), n, a);
+          if (float) panelF32(q + (<usize>k0 << 4), xp + <usize>v * pq + (<usize>k0 << 5), n, a);
           else panelQ(q + (<usize>k0 << 3), sd + <usize>g * (<usize>nb << 4) + (<usize>(k0 >> 5) << 4), xp + <usize>v * pq + (<usize>k0 << 4), xs + <usize>v * <usize>cols + (<usize>(k0 >> 5) << 5), n >> 5, a);
         }
       }
     }
     for (let v = 0; v < np; v++) {
       for (let g = 0; g < ng; g++) panelStore(acc + (<usize>(g * np + v) << 7), outTab, outOff, v << 3, nv, i0 + (g << 2), i1);
+    }
+  }
+}
+
+/**
+ * Four rows of nbk Q4_K (`q4k`) / Q6_K blocks dequantized to f32 and interleaved as
+ * interleaveFloats, one 256-weight block of the four at a time through `buf` (4 KiB).
+ */
+// @ts-ignore: decorator
+@inline function interleaveK(dst: usize, buf: usize, s0: usize, s1: usize, s2: usize, s3: usize, nbk: i32, q4k: bool): void {
+  const bb: usize = q4k ? 144 : 210;
+  for (let b = 0; b < nbk; b++) {
+    const o = <usize>b * bb;
+    for (let r = 0; r < 4; r++) {
+      const src = (r == 0 ? s0 : r == 1 ? s1 : r == 2 ? s2 : s3) + o;
+      if (q4k) dequantQ4_K(buf + (<usize>r << 10), src);
+      else dequantQ6_K(buf + (<usize>r << 10), src);
+    }
+    const d = dst + (<usize>b << 12);
+    for (let k = 0; k < 256; k += 4) {
+      const c = <usize>k << 2;
+      storeT4(d + (<usize>k << 4), v128.load(buf + c), v128.load(buf + 1024 + c), v128.load(buf + 2048 + c), v128.load(buf + 3072 + c));
+    }
+  }
+}
+
+/** One Q4_K block (layout: matvecQ4_K) as 256 f32 at y: (d·sc)·q − dmin·m, as the reference's dequantizeRow. */
+// @ts-ignore: decorator
+@inline function dequantQ4_K(y: usize, p: usize): void {
+  const d = h2f(<u32>load<u16>(p)), dmin = h2f(<u32>load<u16>(p, 2));
+  for (let c = 0; c < 4; c++) {
+    for (let k = 0; k < 2; k++) {
+      const j = 2 * c + k;
+      let sc: u32, m: u32;
+      if (j < 4) {
+        sc = <u32>load<u8>(p + 4 + <usize>j) & 63; m = <u32>load<u8>(p + 8 + <usize>j) & 63;
+      } else {
+        sc = (<u32>load<u8>(p + 8 + <usize>j) & 15) | ((<u32>load<u8>(p + <usize>j) >> 6) << 4);
+        m = (<u32>load<u8>(p + 8 + <usize>j) >> 4) | ((<u32>load<u8>(p + 4 + <usize>j) >> 6) << 4);
+      }
+      const dl = f32x4.splat(d * <f32>sc), ml = f32x4.splat(dmin * <f32>m);
+      const qs = p + 16 + (<usize>c << 5), out = y + (<usize>j << 7);
+      for (let l = 0; l < 32; l += 8) {
+        const b8 = v128.load8x8_u(qs + <usize>l);
+        const q16 = k == 0 ? v128.and(b8, i16x8.splat(15)) : i16x8.shr_u(b8, 4);
+        v128.store(out + (<usize>l << 2), f32x4.sub(f32x4.mul(dl, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(q16))), ml));
+        v128.store(out + (<usize>l << 2), f32x4.sub(f32x4.mul(dl, f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(q16))), ml), 16);
+      }
+    }
+  }
+}
+
+/** One Q6_K block (layout: matvecQ6_K) as 256 f32 at y: f32(d·sc)·(q − 32), as the reference's dequantizeRow. */
+// @ts-ignore: decorator
+@inline function dequantQ6_K(y: usize, p: usize): void {
+  const d = h2f(<u32>load<u16>(p, 208));
+  for (let h = 0; h < 2; h++) {
+    const ql = p + (<usize>h << 6), qh = p + 128 + (<usize>h << 5), sc = p + 192 + (<usize>h << 3), yo = y + (<usize>h << 9);
+    for (let l = 0; l < 32; l++) {
+      const is = <usize>(l >> 4);
+      const hb = <i32>load<u8>(qh + <usize>l);
+      const a = <i32>load<u8>(ql + <usize>l), b = <i32>load<u8>(ql + <usize>l + 32);
+      const o = yo + (<usize>l << 2);
+      store<f32>(o, d * <f32>load<i8>(sc + is) * <f32>(((a & 15) | ((hb & 3) << 4)) - 32));
+      store<f32>(o, d * <f32>load<i8>(sc + is + 2) * <f32>(((b & 15) | (((hb >> 2) & 3) << 4)) - 32), 128);
+      store<f32>(o, d * <f32>load<i8>(sc + is + 4) * <f32>(((a >> 4) | (((hb >> 4) & 3) << 4)) - 32), 256);
+      store<f32>(o, d * <f32>load<i8>(sc + is + 6) * <f32>(((b >> 4) | (((hb >> 6) & 3) << 4)) - 32), 384);
     }
   }
 }
@@ -1523,6 +1594,12 @@ export function panelF16ExactProduct(outTab: usize, outOff: usize, nv: i32, xp: 
 }
 export function panelQ8_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
   panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 4);
+}
+export function panelQ4_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 6);
+}
+export function panelQ6_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 7);
 }
 export function panelQ4_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
   panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 5);

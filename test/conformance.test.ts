@@ -415,9 +415,10 @@ test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 3 th
         const one = be.vector(rows);
         const all = new Float32Array(nb * rows);
         const allRef = new Float32Array(nb * rows);
-        // float weights in panels (B ≥ PANEL_MIN) sum column by column, as the plain loop
-        // `s += w[k]·x[k]` in float32 (run.c's matmul) does; everything else equals matvec
-        const sequential = nb >= PANEL_MIN && ['f32', 'f16', 'bf16'].includes(type);
+        // float and K-quant weights in panels (B ≥ PANEL_MIN) sum their float32 values column by
+        // column, as the plain loop `s += w[k]·x[k]` in float32 (run.c's matmul) does (K-quants:
+        // dequantized as readRow does); everything else equals matvec
+        const sequential = nb >= PANEL_MIN && ['f32', 'f16', 'bf16', 'Q4_K', 'Q6_K'].includes(type);
         for (let b = 0; b < nb; b++) {
           const got = Float32Array.from(be.read(outs[b]!));
           if (sequential) {

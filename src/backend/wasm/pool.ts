@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
 
 /** Matrix-vector kernels by code, as written into a job. */
-export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17, attnRows: 18, pF32: 19, pF16: 20, pBf16: 21, pF16Exact: 22, pQ8_0: 23, pQ4_0: 24, attnPanels: 25, packF32: 26, quantPanels: 27 } as const;
+export const KERNEL = { f32: 0, f16: 1, bf16: 2, q8: 3, Q8_0: 4, Q4_0: 5, Q4_K: 6, Q6_K: 7, read: 8, mmF32: 9, mmQ8_0: 10, f16Exact: 11, mmQ4_0: 12, mmF16: 13, mmBf16: 14, mmF16Exact: 15, mmQ4_K: 16, mmQ6_K: 17, attnRows: 18, pF32: 19, pF16: 20, pBf16: 21, pF16Exact: 22, pQ8_0: 23, pQ4_0: 24, attnPanels: 25, packF32: 26, quantPanels: 27, pQ4_K: 28, pQ6_K: 29 } as const;
 
 // ctl layout (Int32Array over its own SharedArrayBuffer)
 const GEN = 0; // job generation, bumped by main
@@ -103,6 +103,8 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
     case KERNEL.pF16Exact: return k.panelF16ExactProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ8_0: return k.panelQ8_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ4_0: return k.panelQ4_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ4_K: return k.panelQ4_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ6_K: return k.panelQ6_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
   }
 }
 

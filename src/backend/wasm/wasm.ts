@@ -70,15 +70,16 @@ export const WASM_MATMUL_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'Q8_0
 export const MAX_BATCH = 64;
 
 /**
- * From this many vectors on, a batched product of f32 / f16 / bf16 / Q8_0 / Q4_0 weights runs as
- * panel products (asm/kernels.ts: vectors packed in panels of 8, 4 rows × 8 vectors per register
- * tile); below it, the row-wise tiles. Q8_0 / Q4_0 panels equal matvec bit for bit; float panels
- * sum each output column by column, the plain reference loop's order, not matvec's SIMD lanes.
+ * From this many vectors on, a batched product of f32 / f16 / bf16 / Q8_0 / Q4_0 / Q4_K / Q6_K
+ * weights runs as panel products (asm/kernels.ts: vectors packed in panels of 8, 4 rows × 8
+ * vectors per register tile); below it, the row-wise tiles. Q8_0 / Q4_0 panels equal matvec bit
+ * for bit; float and K-quant panels sum each output's float32 terms column by column, the plain
+ * reference loop's order, not matvec's SIMD lanes.
  */
 export const PANEL_MIN = 8;
 /** The most scratch per thread for a prompt chunk's attention as panel products (else token by token). */
 const ATTN_PANEL_MAX_BYTES = 64 * 2 ** 20;
-const PANEL_KERNELS: Partial<Record<string, number>> = { f32: KERNEL.pF32, f16: KERNEL.pF16, bf16: KERNEL.pBf16, Q8_0: KERNEL.pQ8_0, Q4_0: KERNEL.pQ4_0 };
+const PANEL_KERNELS: Partial<Record<string, number>> = { f32: KERNEL.pF32, f16: KERNEL.pF16, bf16: KERNEL.pBf16, Q8_0: KERNEL.pQ8_0, Q4_0: KERNEL.pQ4_0, Q4_K: KERNEL.pQ4_K, Q6_K: KERNEL.pQ6_K };
 
 /** The weight types with a matvec kernel here. */
 export const WASM_WEIGHT_TYPES: readonly string[] = ['f32', 'f16', 'bf16', 'q8', 'Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
@@ -406,7 +407,7 @@ export class WasmBackend implements Backend {
         const tab = new Uint32Array(this.memory.buffer, outTab, nb);
         for (let b = 0; b < nb; b++) tab[b] = ptr(outs[b0 + b]!);
         const kernel = w.kind === 'f16' && this.special(w) ? KERNEL.pF16Exact : PANEL_KERNELS[w.kind!]!;
-        const rowBytes = w.kind === 'f32' ? 4 * cols : format === 'float' ? 2 * cols : (w.host as { rowBytes: number }).rowBytes;
+        const rowBytes = w.kind === 'f32' ? 4 * cols : w.kind === 'f16' || w.kind === 'bf16' ? 2 * cols : (w.host as { rowBytes: number }).rowBytes;
         weights += w.rows * cols * nb;
         bytes += w.rows * rowBytes * nb;
         return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb };
@@ -422,9 +423,12 @@ export class WasmBackend implements Backend {
     }
   }
 
-  /** 'float' or 'int' for a weight with panel products (f32 / f16 / bf16; Q8_0 / Q4_0 with finite scales), else undefined. */
+  /**
+   * The panels a weight's panel product takes, or undefined without one: 'float' (f32 / f16 /
+   * bf16; Q4_K / Q6_K, dequantized to f32 in the scratch) or 'int' (Q8_0 / Q4_0 with finite scales).
+   */
   private panelFormat(w: WasmWeight): 'float' | 'int' | undefined {
-    if (w.kind === 'f32' || w.kind === 'f16' || w.kind === 'bf16') return 'float';
+    if (w.kind === 'f32' || w.kind === 'f16' || w.kind === 'bf16' || w.kind === 'Q4_K' || w.kind === 'Q6_K') return 'float';
     if ((w.kind === 'Q8_0' || w.kind === 'Q4_0') && !this.special(w)) return 'int';
     return undefined;
   }
