@@ -21,13 +21,15 @@ export interface Kernels {
   matvecQ8Groups(out: number, xq: number, xs: number, wq: number, ws: number, rows: number, cols: number, gs: number): void;
   quantizeBlocks32(xq: number, xs: number, xb: number, x: number, n: number): void;
   quantizeBlocks32x4(xq: number, xs: number, xb: number, xTab: number, nv: number, n: number): void;
+  quantizeBlocksQ4(xq: number, xs: number, xb: number, xc: number, x: number, n: number): void;
+  repackQ4_0x8(w: number, rows: number, cols: number, tmp: number): void;
   matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
-  matvecQ4_0(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matvecQ4_0(out: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ6_K(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF32(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
-  matmulQ4_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matmulQ4_0(outTab: number, outOff: number, nb: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matmulQ4_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matmulQ6_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF16(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
@@ -46,13 +48,13 @@ export interface Kernels {
   panelScratchBytes(cols: number): number;
   panelBytes(cols: number, float: number): number;
   packPanelsF32(xp: number, xTab: number, nv: number, cols: number): void;
-  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number): void;
+  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number, q4: number): void;
   panelF32Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelF16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelBf16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelF16ExactProduct(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelQ8_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
-  panelQ4_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelQ4_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number, x8rows: number): void;
 }
 
 /**
