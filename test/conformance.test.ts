@@ -491,11 +491,12 @@ test('wasm: f16 widening is exact for every half (finite-only and inf / NaN matr
 
 test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the reference op (matvec and matmul)', () => {
   const rnd = seededRandom(29);
-  for (const [type, blockBytes] of [['Q8_0', 34], ['Q4_0', 18]] as const) {
-    const [rows, cols] = [6, 64];
+  // Q4_0 with 17 rows: the inf in its second group of eight (the first is regrouped, then put back)
+  for (const [type, blockBytes, rows, block] of [['Q8_0', 34, 6, 3], ['Q4_0', 18, 6, 3], ['Q4_0', 18, 17, 19]] as const) {
+    const cols = 64;
     const m = randomMatrix(type, rows, cols, rnd);
     if (m.type !== 'ggml') throw new Error('not a ggml matrix');
-    new DataView(m.data.buffer, m.data.byteOffset).setUint16(3 * blockBytes, 0x7c00, true); // block 3 (row 1): d = inf
+    new DataView(m.data.buffer, m.data.byteOffset).setUint16(block * blockBytes, 0x7c00, true); // d = inf
     const x = randomArray(rnd, cols);
     const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
     const r = ref.vector(rows);
@@ -511,40 +512,60 @@ test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the referenc
   }
 });
 
-// The wasm backend regroups a Q4_0 matrix in eights of rows when it uploads it (asm/kernels.ts,
-// matvecQ4_0): in place where the loader put the weights into its memory. Everything else that
-// reads the matrix must still see ggml's layout: embedding lookups of a shared classifier, the
-// reference backend on the same model, the GGUF writer, a second session.
-test('wasm: Q4_0 regrouped in place at upload; readRow, the reference backend and the GGUF writer still read ggml\'s layout', (t) => {
+// The wasm backend regroups Q4_0 matrices in eights of rows (asm/kernels.ts, matvecQ4_0): in
+// place where the loader put the weights into its memory (as they are read), or in its copy at
+// upload. Everything else that reads such a matrix must still see ggml's layout: embedding lookups
+// of a shared classifier, the reference backend on the same model, the GGUF writer, a second
+// session. A matrix with an inf or NaN scale stays as it was.
+test('wasm: Q4_0 regrouped in place as it loads; readRow, the reference backend and the GGUF writer still read ggml\'s layout', (t) => {
   // 301 classifier rows (296 regrouped, 5 as they were), tied to the embedding table
   const shape = { dim: 96, hiddenDim: 224, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 301, seqLen: 8, sharedClassifier: true };
   const file = path.join(tempDir(t), 'q4.gguf');
   writeGgufModel(file, randomModel(shape, 17), { type: 'Q4_0' });
   const host = loadGgufModel(file); // host buffers: the wasm backend regroups copies
   const placed = loadGgufModel(file, { placement: new WasmPlacement() });
-  const mats = (m: Model) => [m.weights.classifier, ...m.weights.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])];
-  const bytes = mats(placed).map((m) => Uint8Array.from((m as { data: Uint8Array }).data));
-  const tokens = [5, 300, 17, 0, 299, 42];
-  const logits = (s: Session) => tokens.map((tok, pos) => Float32Array.from(s.forward(tok, pos)));
-  const wasm = logits(new Session(placed, { backend: 'wasm' }));
+  const mats = (m: Model) => [m.weights.classifier, ...m.weights.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])] as GgmlMatrix[];
   mats(placed).forEach((m, i) => {
+    const theirs = mats(host)[i]!;
     assert.ok(isRegroupedQ4_0(m), `matrix ${i} regrouped`);
-    assert.notDeepEqual((m as { data: Uint8Array }).data, bytes[i], `matrix ${i}: its bytes moved`);
-    assert.deepEqual(ggmlData(m as GgmlMatrix), bytes[i], `matrix ${i}: ggml's layout back`);
+    assert.notDeepEqual(m.data, theirs.data, `matrix ${i}: its bytes moved`);
+    assert.deepEqual(ggmlData(m), theirs.data, `matrix ${i}: ggml's layout back`);
     const a = new Float32Array(m.cols), b = new Float32Array(m.cols);
     for (let r = 0; r < m.rows; r++) {
       readRow(m, r, a);
-      readRow(mats(host)[i]!, r, b);
+      readRow(theirs, r, b);
       assert.deepEqual(a, b, `matrix ${i} row ${r}`);
     }
   });
+  const tokens = [5, 300, 17, 0, 299, 42];
+  const logits = (s: Session) => tokens.map((tok, pos) => Float32Array.from(s.forward(tok, pos)));
+  const wasm = logits(new Session(placed, { backend: 'wasm' }));
   assert.ok(!mats(host).some(isRegroupedQ4_0));
   assert.deepEqual(logits(new Session(placed, { backend: 'wasm' })), wasm, 'a second session on the regrouped weights');
   assert.deepEqual(logits(new Session(host, { backend: 'wasm' })), wasm, 'a session on host weights (regrouped copies)');
+  assert.ok(!mats(host).some(isRegroupedQ4_0), 'host weights untouched');
   assert.deepEqual(logits(new Session(placed, { backend: 'ref' })), logits(new Session(host, { backend: 'ref' })), 'ref on the regrouped weights');
   const again = path.join(tempDir(t), 'again.gguf');
   writeGgufModel(again, placed, { type: 'Q4_0' });
   assert.deepEqual(fs.readFileSync(again), fs.readFileSync(file), 'written back byte for byte');
+
+  // read in chunks, `placed` after each: regrouped; with an inf scale in the third group of eight
+  // rows (the first two regrouped, then put back) or in the last rows % 8, as it was
+  const rnd = seededRandom(31);
+  for (const badRow of [-1, 17, 24]) {
+    const m = randomMatrix('Q4_0', 27, 64, rnd) as GgmlMatrix;
+    if (badRow >= 0) new DataView(m.data.buffer, m.data.byteOffset).setUint16(badRow * m.rowBytes + 18, 0x7c00, true); // block 1: d = inf
+    const placement = new WasmPlacement();
+    placement.plan([m.data.byteLength], 0, 0);
+    const pm = ggmlMatrix(GGML_TYPE.Q4_0, placement.alloc(m.data.byteLength, 0), m.rows, m.cols);
+    for (const [r0, r1] of [[0, 8], [8, 24], [24, 27]] as const) {
+      pm.data.set(m.data.subarray(r0 * m.rowBytes, r1 * m.rowBytes), r0 * m.rowBytes);
+      placement.placed(pm, r0, r1);
+    }
+    assert.equal(isRegroupedQ4_0(pm), badRow < 0, `inf scale in row ${badRow}`);
+    assert.deepEqual(ggmlData(pm), m.data, `inf scale in row ${badRow}: the bytes`);
+    if (badRow >= 0) assert.deepEqual(pm.data, m.data, `inf scale in row ${badRow}: as they were`);
+  }
 });
 
 test('Session.prefill and forwardBatch equal forward token by token (bit for bit but float panels; ref and wasm, 1 and 2 threads, chunks over 64)', () => {

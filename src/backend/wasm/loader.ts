@@ -22,7 +22,8 @@ export interface Kernels {
   quantizeBlocks32(xq: number, xs: number, xb: number, x: number, n: number): void;
   quantizeBlocks32x4(xq: number, xs: number, xb: number, xTab: number, nv: number, n: number): void;
   quantizeBlocksQ4(xq: number, xs: number, xb: number, xc: number, x: number, n: number): void;
-  repackQ4_0x8(w: number, rows: number, cols: number, tmp: number): void;
+  repackQ4_0x8(w: number, rows: number, cols: number, tmp: number): number;
+  ungroupQ4_0x8(w: number, rows: number, cols: number, tmp: number): void;
   matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matvecQ4_0(out: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;

@@ -23,7 +23,7 @@ import type { AttentionItem, AttentionShape, Backend, CacheType, Op, Vector, Wei
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
-import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, roundUp, type Part } from './memory.js';
+import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, regroupQ4_0, roundUp, type Part } from './memory.js';
 import { KERNEL, MAX_PRODUCTS, runRows, SPIN_US, ThreadPool, type Product } from './pool.js';
 
 
@@ -277,11 +277,11 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * A Q4_0 matrix is regrouped here, once, in eights of rows (asm/kernels.ts `repackQ4_0x8`: its
-   * matvec runs 1.6× faster on them): a copy made here, or the matrix itself where the loader
-   * placed it, which is then marked (src/model/tensor.ts `markRegroupedQ4_0`) so that host-side
-   * readers and later uploads know. A matrix with an inf or NaN block scale is left as it is (the
-   * reference op runs on it).
+   * A Q4_0 matrix is regrouped in eights of rows (asm/kernels.ts `repackQ4_0x8`: its matvec runs
+   * 1.6× faster on them), once: where the loader placed it, as it was read (WasmPlacement.placed),
+   * or else here, a copy made here, or the matrix itself in this part, which is then marked
+   * (src/model/tensor.ts `markRegroupedQ4_0`) so that host-side readers and later uploads know. A
+   * matrix with an inf or NaN block scale stays as it is (the reference op runs on it).
    */
   upload(m: Matrix): WasmWeight {
     const kind = kindOf(m);
@@ -296,21 +296,11 @@ export class WasmBackend implements Backend {
     if (m.type === 'q8') return { ...w, ptr: copy(m.q), sPtr: copy(m.s) } satisfies WasmWeight;
     const ptr = copy(m.data);
     if (kind !== 'Q4_0' || m.type !== 'ggml' || m.rows < 8) return { ...w, ptr } satisfies WasmWeight;
-    const x8rows = m.rows & ~7;
-    const q4: WasmWeight = { ...w, ptr, x8rows };
-    if (isRegroupedQ4_0(m)) {
-      this.specials.set(q4, false); // only matrices without inf / NaN scales are regrouped
-      return q4;
-    }
-    if (this.special(q4)) {
-      const plain = { ...q4, x8rows: 0 };
-      this.specials.set(plain, true);
-      return plain;
-    }
-    const tmp = this.heap.alloc(8 * m.rowBytes);
-    this.k.repackQ4_0x8(ptr, x8rows, m.cols, tmp);
-    this.heap.release(tmp, 8 * m.rowBytes);
-    if (partOf(m.data) === this.part) markRegroupedQ4_0(m); // in place: the host's bytes changed
+    const regrouped = isRegroupedQ4_0(m); // its bytes (so also a copy of them)
+    if (!regrouped && !regroupQ4_0(this.part, ptr, m.rows, m.cols, m.rowBytes)) return { ...w, ptr }; // an inf or NaN scale: `special`
+    if (!regrouped && partOf(m.data) === this.part) markRegroupedQ4_0(m); // in place: the host's bytes changed
+    const q4: WasmWeight = { ...w, ptr, x8rows: m.rows & ~7 };
+    this.specials.set(q4, false); // only matrices without inf / NaN scales are regrouped
     return q4;
   }
 
