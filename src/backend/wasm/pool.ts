@@ -15,9 +15,9 @@
  * Handing a job to a spinning worker costs well under a microsecond; waking a sleeping one
  * 25–35 µs, so workers spin for SPIN_US after each job before they sleep: between the products of
  * one token they stay awake; between tokens of an idle session, or when another process holds
- * the core, they sleep rather than burn it. Rows are split evenly, so every output element is
- * computed by the same kernel over the same row as on one thread: results are bit-identical for
- * any number of threads.
+ * the core, they sleep rather than burn it. Rows are split evenly (Q4_0's at multiples of 8, its
+ * regrouped rows' groups), so every output element is computed by the same kernel over the same
+ * row as on one thread: results are bit-identical for any number of threads.
  *
  * Workers are unref'd (they never keep the process alive) and terminated when their backend is
  * garbage-collected.

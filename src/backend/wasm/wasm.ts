@@ -278,7 +278,7 @@ export class WasmBackend implements Backend {
 
   /**
    * A Q4_0 matrix is regrouped in eights of rows (asm/kernels.ts `repackQ4_0x8`: its matvec runs
-   * 1.6× faster on them), once: where the loader placed it, as it was read (WasmPlacement.placed),
+   * 1.55–1.8× faster on them), once: where the loader placed it, as it was read (WasmPlacement.placed),
    * or else here, a copy made here, or the matrix itself in this part, which is then marked
    * (src/model/tensor.ts `markRegroupedQ4_0`) so that host-side readers and later uploads know. A
    * matrix with an inf or NaN block scale stays as it is (the reference op runs on it).
