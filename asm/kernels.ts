@@ -434,7 +434,7 @@ const HALF_CONSTS = memory.data<i32>([0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fff
 }
 
 /**
- * Q8_0 matvec, and Q4_0's on rows in ggml's layout (the last rows % 4 of a matrix, see
+ * Q8_0 matvec, and Q4_0's on rows in ggml's layout (the last rows % 8 of a matrix, see
  * matvecQ4_0), four rows at a time: rows i, i + q, i + 2q, i + 3q (q = rows / 4 rounded up; a row
  * past the end repeats row i), so that the four streams lie in separate pages.
  */
@@ -501,7 +501,8 @@ export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32
 // multiplying (load, two widenings, two masks, two shifts, four dots, three adds) and ~10 more per
 // row and block folding four rows' sums into lanes (`hsum4i`), gathering their scales and
 // scaling: 9–10 GB/s of weights on one thread of the bench machine, compute-bound. So the
-// backend regroups a Q4_0 matrix once, in place, when it is uploaded (`repackQ4_0x8`): each eight
+// backend regroups a Q4_0 matrix once, in place, as the GGUF loader reads it or else when it is
+// uploaded (`repackQ4_0x8`; src/backend/wasm/memory.ts WasmPlacement.placed): each eight
 // rows 8g … 8g+7 (the last rows % 8 stay as they are) become one stream of 144-byte blocks,
 //   bytes 0–15:  the eight rows' scales d (halves), row r's at 2r;
 //   bytes 16–143: four 32-byte pieces t = 0 … 3, row r's at 16 + 32t + 4r: its quant bytes
@@ -519,9 +520,9 @@ export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32
 // integer dot product as before, scaled in the same float32 operations. Measured on one thread
 // (256 … 32000 rows × 2048 or 5632 columns, old and new kernels alternating in one process, best
 // of 15): 14.7–16.0 GB/s against 8.6–10.3 (1.55–1.8×); groups of four rows reached 1.4×, a
-// layout that keeps ggml's rows 1.2× (the same 16-bit lanes, sums folded by hsum4i). A row-block
-// now costs ~13 SIMD ops: 3 shifts, 4 dots, 4 adds and its share of the scales. The int16
-// products stay exact: |L·x0| ≤ 32768·1927, and a lane's total stays below 2^31.
+// layout that keeps ggml's rows 1.2× (the same 16-bit lanes, sums folded by hsum4i). A row and
+// block now cost 3 shifts, 4 dots and 4 adds, and an eighth of the block's 16 broadcasts and its
+// scaling. The int16 products stay exact: |L·x0| ≤ 32768·1927, and a lane's total stays below 2^31.
 
 /** Half h (rows 4h … 4h+3) of piece t of the group block at p, times the activation pairs c0 … c3: their i32 sums. */
 // @ts-ignore: decorator
