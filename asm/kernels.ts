@@ -16,7 +16,8 @@
  *   - integer weights (llama2.c q8, ggml Q8_0 / Q4_0 / Q4_K / Q6_K): the activations are first
  *     quantized on the fly (llama2.c q8: int8 in the weights' groups, exactly as runq.c; ggml
  *     types: int16 blocks of 32, see below), then each block's dot product is exact integer
- *     arithmetic with `i32x4.dot_i16x8_s` (weights widened to int16), and the block result is
+ *     arithmetic with `i32x4.dot_i16x8_s` (weights widened to int16; Q4_0: four nibbles to a
+ *     16-bit lane, its rows regrouped in eights once, see matvecQ4_0), and the block result is
  *     scaled in float32 lanes (Q8_0 / Q4_0: four rows' blocks in the four lanes).
  * The small ops (rmsnorm, rope, softmax, silu) follow the reference's float64/float32 rounding
  * step by step, so they agree with it to the last bit except where `exp` differs by an ulp.
@@ -286,14 +287,25 @@ export function matvecQ8Groups(out: usize, xq: usize, xs: usize, wq: usize, ws: 
 // int16 before `i32x4.dot_i16x8_s` anyway, so int16 activations cost nothing extra here (one load
 // instead of a load and a widening) and are 256 times finer: the products stay exact in int32
 // (|w| ≤ 128, |q| ≤ 32767, 8 products per lane per block).
+//
+// Q4_0 takes its activations at ±Q4_RANGE = ±1927 (11 bits and a sign, still 15 times finer than
+// llama.cpp's int8): its matvec multiplies 16-bit lanes holding four nibbles each by differences
+// x_b − 16·x_a, which must fit int16 (17 · 1927 ≤ 32767; see matvecQ4_0). Every Q4_0 product
+// (matvec, the row tiles, the panels) quantizes at that range, so they agree bit for bit.
+
+const Q8_RANGE: f32 = 32767;
+const Q4_RANGE: f32 = 1927;
 
 export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i32): void {
-  quantizeBlocksBy(xq, xs, xb, x, n, 64, 4);
+  quantizeBlocksBy(xq, xs, xb, x, n, 64, 4, Q8_RANGE);
 }
 
-/** quantizeBlocks32 with block b's values at xq + b·qStep and its scale and sum at xs / xb + b·sStep. */
+/**
+ * quantizeBlocks32 with block b's values at xq + b·qStep and its scale and sum at xs / xb + b·sStep,
+ * the values in ±range.
+ */
 // @ts-ignore: decorator
-@inline function quantizeBlocksBy(xq: usize, xs: usize, xb: usize, x: usize, n: i32, qStep: usize, sStep: usize): void {
+@inline function quantizeBlocksBy(xq: usize, xs: usize, xb: usize, x: usize, n: i32, qStep: usize, sStep: usize, range: f32): void {
   // in SIMD lanes, with the scalar definition's values: the largest |x| (max is exact in any
   // order), q = nearest(x · id) (f32x4.nearest rounds half to even as `nearest`), the sum exact
   for (let b = 0; b < n >> 5; b++) {
@@ -301,7 +313,7 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
     let m = f32x4.splat(0);
     for (let k = 0; k < 32; k += 4) m = f32x4.max(m, f32x4.abs(v128.load(xp + (<usize>k << 2))));
     const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
-    const d = amax / 32767;
+    const d = amax / range;
     const id = f32x4.splat(d != 0 ? 1 / d : 0);
     let sum = i32x4.splat(0);
     const qp = xq + <usize>b * qStep;
@@ -318,15 +330,44 @@ export function quantizeBlocks32(xq: usize, xs: usize, xb: usize, x: usize, n: i
 }
 
 /**
- * The nv vectors of the table xTab, quantized as quantizeBlocks32 for matmulQ8_0 / matmulQ4_0:
- * in groups of four (the last one filled up with the last vector), each group's blocks interleaved,
- * block b of vector v at xq + g·8n + b·256 + v·64 (int16 values) and xs / xb + g·n/2 + b·16 + v·4
- * (scale, sum), so one pointer walks the four vectors' blocks together.
+ * The nv vectors of the table xTab, quantized as quantizeBlocks32 for matmulQ8_0: in groups of
+ * four (the last one filled up with the last vector), each group's blocks interleaved, block b of
+ * vector v at xq + g·8n + b·256 + v·64 (int16 values) and xs / xb + g·n/2 + b·16 + v·4 (scale,
+ * sum), so one pointer walks the four vectors' blocks together.
  */
 export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize, nv: i32, n: i32): void {
   for (let v = 0; v < ((nv + 3) & ~3); v++) {
     const g = <usize>(v >> 2), l = <usize>(v & 3);
-    quantizeBlocksBy(xq + g * (<usize>n << 3) + (l << 6), xs + g * (<usize>n >> 1) + (l << 2), xb + g * (<usize>n >> 1) + (l << 2), entry(xTab, v, nv), n, 256, 16);
+    quantizeBlocksBy(xq + g * (<usize>n << 3) + (l << 6), xs + g * (<usize>n >> 1) + (l << 2), xb + g * (<usize>n >> 1) + (l << 2), entry(xTab, v, nv), n, 256, 16, Q8_RANGE);
+  }
+}
+
+/**
+ * Q4_0's activations: quantizeBlocks32 at ±Q4_RANGE into xq, xs, xb (for the rows a matvec takes
+ * block by block, see matvecQ4_0), and the same values as matvecQ4_0's 72-byte records at
+ * xc + 72b: for each 4-byte piece t (0 … 3) of a row's 16 quant bytes and each of its two 16-bit
+ * lanes e (bytes 4t+2e, 4t+2e+1), whose nibbles are the weights j, j+16, j+1, j+17 (j = 4t+2e),
+ * the int16 values x_j, x_{j+16} − 16·x_j, x_{j+1} − 16·x_{j+16}, x_{j+17} − 16·x_{j+1} at
+ * 16t + 4i + 2e (i = 0 … 3); then the block's scale (f32) at 64 and 8 · (Σ q − Σ of the eight
+ * x_{j+17}) (i32) at 68. n: a multiple of 32.
+ */
+export function quantizeBlocksQ4(xq: usize, xs: usize, xb: usize, xc: usize, x: usize, n: i32): void {
+  quantizeBlocksBy(xq, xs, xb, x, n, 64, 4, Q4_RANGE);
+  for (let b = 0; b < n >> 5; b++) {
+    const q = xq + (<usize>b << 6);
+    const q0 = v128.load(q), q1 = v128.load(q, 16), q2 = v128.load(q, 32), q3 = v128.load(q, 48);
+    // lane k = 2t + e of each: x_{2k}, x_{2k+1}, x_{2k+16}, x_{2k+17}
+    const ev = i8x16.shuffle(q0, q1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+    const od = i8x16.shuffle(q0, q1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    const ev2 = i8x16.shuffle(q2, q3, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+    const od2 = i8x16.shuffle(q2, q3, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    const r = xc + <usize>b * 72;
+    // lane pair t of the four, transposed: piece t's record at r + 16t
+    storeT4(r, ev, i16x8.sub(ev2, i16x8.shl(ev, 4)), i16x8.sub(od, i16x8.shl(ev2, 4)), i16x8.sub(od2, i16x8.shl(od, 4)));
+    const top = i32x4.extadd_pairwise_i16x8_s(od2);
+    const topSum = i32x4.extract_lane(top, 0) + i32x4.extract_lane(top, 1) + i32x4.extract_lane(top, 2) + i32x4.extract_lane(top, 3);
+    store<f32>(r, load<f32>(xs + (<usize>b << 2)), 64);
+    store<i32>(r, (load<i32>(xb + (<usize>b << 2)) - topSum) << 3, 68);
   }
 }
 
@@ -335,9 +376,22 @@ export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize,
 // activations, then, in float32, sum += f32(isum_b) · (d_b · xs_b), block after block. The
 // kernels keep four such sums in the lanes of one f32x4: four rows (matvec, sharing each load of
 // the activations) or four vectors (matmul, sharing each load and unpacking of the weights). Each
-// row's or vector's integer partial sums are folded into its lane by `hsum4i`, and matvec's four
-// scales d come out of one `halves4` (the fast widening: a matrix with an inf or NaN scale, found
-// once by `blockScaleSpecials`, runs the reference op instead), so nothing per block is scalar.
+// row's or vector's integer partial sums are folded into its lane by `hsum4i` (Q4_0's matvec:
+// its lanes are rows already), and matvec's four scales d come out of one `halves4` (the fast
+// widening: a matrix with an inf or NaN scale, found once by `blockScaleSpecials`, runs the
+// reference op instead), so nothing per block is scalar.
+//
+// Their loops take the fast widening's two constants as loaded values (HALF_CONSTS, read once per
+// call): V8 rematerializes a v128.const at every use in a loop (movabs, vmovq, vpunpcklqdq: three
+// instructions per constant per iteration, 9 of the ~115 of a Q4_0 matvec iteration measured here).
+
+const HALF_CONSTS = memory.data<i32>([0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000, 0x77800000, 0x77800000, 0x77800000, 0x77800000], 16);
+
+/** halfToF32(v, HALF_F16) with its mask and multiplier passed in (HALF_CONSTS). */
+// @ts-ignore: decorator
+@inline function halfToF32c(v: v128, mask: v128, mul: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(v, 3), mask), mul);
+}
 
 /** [Σ lanes of a, Σ b, Σ c, Σ d] (i32). */
 // @ts-ignore: decorator
@@ -353,11 +407,16 @@ export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize,
 /** The four halves at p0 … p3 as float32 lanes (`mode`: HALF_F16 finite only, or HALF_F16_EXACT). */
 // @ts-ignore: decorator
 @inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize, mode: i32): v128 {
-  // each into the high half of an i32 lane, as `hiHalves` does
+  return halfToF32(gather4(p0, p1, p2, p3), mode);
+}
+
+/** The four halves at p0 … p3, each in the high half of an i32 lane, as `hiHalves` gives them. */
+// @ts-ignore: decorator
+@inline function gather4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
   let h = v128.load16_lane(p0, i32x4.splat(0), 1);
   h = v128.load16_lane(p1, h, 3);
   h = v128.load16_lane(p2, h, 5);
-  return halfToF32(v128.load16_lane(p3, h, 7), mode);
+  return v128.load16_lane(p3, h, 7);
 }
 
 /** Q8_0 block at p (34 B: half d; i8 qs[32]) · the int16 activation block a0..a3: four i32 partial sums. */
@@ -372,12 +431,13 @@ export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize,
 /**
  * Q4_0 block at p (18 B: half d; u8 qs[16]; w[j] = d·((qs[j]&15) − 8), w[j+16] = d·((qs[j]>>4) − 8))
  * · the activation block, without the −8: the caller subtracts 8 · (the block's activation sum).
- * The 16 bytes are widened to u16 first, where the nibbles come apart with one mask and one shift.
+ * Each half of the 16 bytes is widened to u16 by its load, where the nibbles come apart with one
+ * mask and one shift.
  */
 // @ts-ignore: decorator
-@inline function dotQ4_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128, m4: v128): v128 {
-  const qs = v128.load(p, 2);
-  const lo = i16x8.extend_low_i8x16_u(qs), hi = i16x8.extend_high_i8x16_u(qs);
+@inline function dotQ4_0(p: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const lo = v128.load8x8_u(p, 2), hi = v128.load8x8_u(p, 10);
+  const m4 = i16x8.splat(15);
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(lo, m4), a0), i32x4.dot_i16x8_s(v128.and(hi, m4), a1)),
     i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(lo, 4), a2), i32x4.dot_i16x8_s(i16x8.shr_u(hi, 4), a3)),
@@ -385,15 +445,16 @@ export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize,
 }
 
 /**
- * Q8_0 and Q4_0 matvec, four rows at a time: rows i, i + q, i + 2q, i + 3q (q = rows / 4 rounded up;
- * a row past the end repeats row i), so that the four streams lie in separate pages.
+ * Q8_0 matvec, and Q4_0's on rows in ggml's layout (the last rows % 8 of a matrix, see
+ * matvecQ4_0), four rows at a time: rows i, i + q, i + 2q, i + 3q (q = rows / 4 rounded up; a row
+ * past the end repeats row i), so that the four streams lie in separate pages.
  */
 // @ts-ignore: decorator
 @inline function matvecQ4Q8(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
   const nb = cols >> 5;
   const blockBytes: usize = q4 ? 18 : 34;
   const rowBytes = <usize>nb * blockBytes;
-  const m4 = i16x8.splat(15);
+  const mask = v128.load(HALF_CONSTS), mul = v128.load(HALF_CONSTS, 16);
   const q = (rows + 3) >> 2;
   for (let i = 0; i < q; i++) {
     const i1 = i + q < rows ? i + q : i, i2 = i + 2 * q < rows ? i + 2 * q : i, i3 = i + 3 * q < rows ? i + 3 * q : i;
@@ -409,29 +470,30 @@ export function quantizeBlocks32x4(xq: usize, xs: usize, xb: usize, xTab: usize,
       const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
       // each row's sum is stored (into this group's first output, rewritten at the end) before the
       // next row is loaded: V8 issues a block's loads in order and its arithmetic as late as it can,
-      // so without the stores all four rows' weights would be live at once and spill
+      // so without the stores all four rows' weights would be live at once and spill (a lane
+      // stored as f32: one vmovss, where an i32 lane goes through a general register)
       let isum: v128;
       if (q4) {
-        const s0 = dotQ4_0(p0, a0, a1, a2, a3, m4);
-        store<i32>(o, i32x4.extract_lane(s0, 0));
-        const s1 = dotQ4_0(p1, a0, a1, a2, a3, m4);
-        store<i32>(o, i32x4.extract_lane(s1, 0));
-        const s2 = dotQ4_0(p2, a0, a1, a2, a3, m4);
-        store<i32>(o, i32x4.extract_lane(s2, 0));
-        const s3 = dotQ4_0(p3, a0, a1, a2, a3, m4);
-        isum = i32x4.sub(hsum4i(s0, s1, s2, s3), i32x4.splat(load<i32>(bp) << 3));
+        const s0 = dotQ4_0(p0, a0, a1, a2, a3);
+        store<f32>(o, f32x4.extract_lane(s0, 0));
+        const s1 = dotQ4_0(p1, a0, a1, a2, a3);
+        store<f32>(o, f32x4.extract_lane(s1, 0));
+        const s2 = dotQ4_0(p2, a0, a1, a2, a3);
+        store<f32>(o, f32x4.extract_lane(s2, 0));
+        const s3 = dotQ4_0(p3, a0, a1, a2, a3);
+        isum = i32x4.sub(hsum4i(s0, s1, s2, s3), i32x4.shl(v128.load32_splat(bp), 3));
       } else {
         const s0 = dotQ8_0(p0, a0, a1, a2, a3);
-        store<i32>(o, i32x4.extract_lane(s0, 0));
+        store<f32>(o, f32x4.extract_lane(s0, 0));
         const s1 = dotQ8_0(p1, a0, a1, a2, a3);
-        store<i32>(o, i32x4.extract_lane(s1, 0));
+        store<f32>(o, f32x4.extract_lane(s1, 0));
         const s2 = dotQ8_0(p2, a0, a1, a2, a3);
-        store<i32>(o, i32x4.extract_lane(s2, 0));
+        store<f32>(o, f32x4.extract_lane(s2, 0));
         const s3 = dotQ8_0(p3, a0, a1, a2, a3);
         isum = hsum4i(s0, s1, s2, s3);
       }
-      const d = halves4(p0, p1, p2, p3, HALF_F16);
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, f32x4.splat(load<f32>(sp)))));
+      const d = halfToF32c(gather4(p0, p1, p2, p3), mask, mul);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(sp))));
       p0 += blockBytes; p1 += blockBytes; p2 += blockBytes; p3 += blockBytes;
       a += 64; sp += 4; bp += 4;
     }
@@ -446,9 +508,180 @@ export function matvecQ8_0(out: usize, xq: usize, xs: usize, w: usize, rows: i32
   matvecQ4Q8(out, xq, xs, 0, w, rows, cols, false);
 }
 
-/** Q4_0; `xb`: the activation blocks' sums (quantizeBlocks32). */
-export function matvecQ4_0(out: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
-  matvecQ4Q8(out, xq, xs, xb, w, rows, cols, true);
+// Q4_0 in groups of eight rows. A Q4_0 matvec spent ~14 SIMD ops per row and block unpacking and
+// multiplying (load, two widenings, two masks, two shifts, four dots, three adds) and ~10 more per
+// row and block folding four rows' sums into lanes (`hsum4i`), gathering their scales and
+// scaling: 9–10 GB/s of weights on one thread of the bench machine, compute-bound. So the
+// backend regroups a Q4_0 matrix once, in place, as the GGUF loader reads it or else when it is
+// uploaded (`repackQ4_0x8`; src/backend/wasm/memory.ts WasmPlacement.placed): each eight
+// rows 8g … 8g+7 (the last rows % 8 stay as they are) become one stream of 144-byte blocks,
+//   bytes 0–15:  the eight rows' scales d (halves), row r's at 2r;
+//   bytes 16–143: four 32-byte pieces t = 0 … 3, row r's at 16 + 32t + 4r: its quant bytes
+//                 4t … 4t+3 as in ggml, but with bit 7 of bytes 4t+1 and 4t+3 flipped;
+// the same bytes as the eight rows, so the group starts where row 8g did. Half a piece (rows
+// 0–3 or 4–7) is eight 16-bit lanes, two per row, lanes 2r and 2r+1 holding four nibbles each;
+// with the flipped bit the top nibble, read as part of a signed int16, is its weight q − 8. For a
+// lane L = n0 + 16·n1 + 256·n2 + 4096·(n3 − 8) and arithmetic shifts h1 = L >> 4, h2 = L >> 8,
+// h3 = L >> 12:
+//   n0·x0 + n1·x1 + n2·x2 + (n3 − 8)·x3 = L·x0 + h1·(x1 − 16·x0) + h2·(x2 − 16·x1) + h3·(x3 − 16·x2),
+// so half a piece is three shifts and four `i32x4.dot_i16x8_s`, each against one activation pair
+// broadcast to the lanes (quantizeBlocksQ4's records; the eight rows share the broadcasts), and
+// the dots' i32 lanes are the rows' sums already: no hsum4i, one 16-byte load for the scales, one
+// pointer. Less the block's 8 · Σ x of the nibbles 0–2 (their −8), each block's sum is the exact
+// integer dot product as before, scaled in the same float32 operations. Measured on one thread
+// (256 … 32000 rows × 2048 or 5632 columns, old and new kernels alternating in one process, best
+// of 15): 14.7–16.0 GB/s against 8.6–10.3 (1.55–1.8×); groups of four rows reached 1.4×, a
+// layout that keeps ggml's rows 1.2× (the same 16-bit lanes, sums folded by hsum4i). A row and
+// block now cost 3 shifts, 4 dots and 4 adds, and an eighth of the block's 16 broadcasts and its
+// scaling. The int16 products stay exact: |L·x0| ≤ 32768·1927, and a lane's total stays below 2^31.
+
+/** Half h (rows 4h … 4h+3) of piece t of the group block at p, times the activation pairs c0 … c3: their i32 sums. */
+// @ts-ignore: decorator
+@inline function halfPieceQ4x8(p: usize, t: i32, h: i32, c0: v128, c1: v128, c2: v128, c3: v128): v128 {
+  const l = v128.load(p + 16 + (<usize>t << 5) + (<usize>h << 4));
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(l, c0), i32x4.dot_i16x8_s(i16x8.shr_s(l, 4), c1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_s(l, 8), c2), i32x4.dot_i16x8_s(i16x8.shr_s(l, 12), c3)),
+  );
+}
+
+/**
+ * out[0 … 8·groups) for `groups` regrouped eight-row groups at w (nb blocks a row), activations
+ * from quantizeBlocksQ4's records at xc.
+ */
+function groupsQ4x8(out: usize, xc: usize, w: usize, groups: i32, nb: i32): void {
+  const groupBytes = <usize>nb * 144;
+  const end = xc + <usize>nb * 72;
+  const mask = v128.load(HALF_CONSTS), mul = v128.load(HALF_CONSTS, 16);
+  for (let g = 0; g < groups; g++) {
+    let p = w + <usize>g * groupBytes, a = xc;
+    const o = out + (<usize>g << 5);
+    let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
+    while (a < end) {
+      // the four pieces written out, a lane stored after each half piece, as in matvecQ4Q8: V8
+      // would issue every load and broadcast of the block first, and they spill (measured: 0.6×
+      // the speed; a loop over the pieces costs a counter and V8's stack check each time)
+      let c = v128.load32_splat(a), d = v128.load32_splat(a, 4), e = v128.load32_splat(a, 8), f = v128.load32_splat(a, 12);
+      let s0 = halfPieceQ4x8(p, 0, 0, c, d, e, f);
+      store<f32>(o, f32x4.extract_lane(s0, 0));
+      let s1 = halfPieceQ4x8(p, 0, 1, c, d, e, f);
+      store<f32>(o, f32x4.extract_lane(s1, 0));
+      c = v128.load32_splat(a, 16); d = v128.load32_splat(a, 20); e = v128.load32_splat(a, 24); f = v128.load32_splat(a, 28);
+      s0 = i32x4.add(s0, halfPieceQ4x8(p, 1, 0, c, d, e, f));
+      store<f32>(o, f32x4.extract_lane(s0, 0));
+      s1 = i32x4.add(s1, halfPieceQ4x8(p, 1, 1, c, d, e, f));
+      store<f32>(o, f32x4.extract_lane(s1, 0));
+      c = v128.load32_splat(a, 32); d = v128.load32_splat(a, 36); e = v128.load32_splat(a, 40); f = v128.load32_splat(a, 44);
+      s0 = i32x4.add(s0, halfPieceQ4x8(p, 2, 0, c, d, e, f));
+      store<f32>(o, f32x4.extract_lane(s0, 0));
+      s1 = i32x4.add(s1, halfPieceQ4x8(p, 2, 1, c, d, e, f));
+      store<f32>(o, f32x4.extract_lane(s1, 0));
+      c = v128.load32_splat(a, 48); d = v128.load32_splat(a, 52); e = v128.load32_splat(a, 56); f = v128.load32_splat(a, 60);
+      s0 = i32x4.add(s0, halfPieceQ4x8(p, 3, 0, c, d, e, f));
+      store<f32>(o, f32x4.extract_lane(s0, 0));
+      s1 = i32x4.add(s1, halfPieceQ4x8(p, 3, 1, c, d, e, f));
+      const corr = v128.load32_splat(a, 68), xs = v128.load32_splat(a, 64);
+      const h = v128.load(p);
+      const d0 = halfToF32c(hiHalves(h, 0), mask, mul), d1 = halfToF32c(hiHalves(h, 1), mask, mul);
+      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(s0, corr)), f32x4.mul(d0, xs)));
+      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(s1, corr)), f32x4.mul(d1, xs)));
+      p += 144;
+      a += 72;
+    }
+    v128.store(o, acc0);
+    v128.store(o, acc1, 16);
+  }
+}
+
+/**
+ * Q4_0: rows [0, x8rows) regrouped (x8rows a multiple of 8), activations from quantizeBlocksQ4's
+ * records at xc; the rows after them in ggml's layout, from its xq, xs, xb.
+ */
+export function matvecQ4_0(out: usize, xc: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, x8rows: i32): void {
+  groupsQ4x8(out, xc, w, x8rows >> 3, cols >> 5);
+  if (rows > x8rows) matvecQ4Q8(out + (<usize>x8rows << 2), xq, xs, xb, w + <usize>x8rows * <usize>(cols >> 5) * 18, rows - x8rows, cols, true);
+}
+
+/**
+ * Eight rows of nb Q4_0 blocks from r0 on (rowBytes apart) regrouped into dst (one group, 144·nb
+ * bytes), as matvecQ4_0 reads them; 1 when one of their scales is inf or NaN, else 0.
+ */
+// @ts-ignore: decorator
+@inline function regroup8(dst: usize, r0: usize, rowBytes: usize, nb: i32): i32 {
+  const flip = i16x8.splat(-32768); // bit 7 of each odd byte
+  const e = i16x8.splat(0x7c00);
+  let bad = i16x8.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const s = r0 + <usize>b * 18, o = dst + <usize>b * 144;
+    // the scales gathered into one store in general registers: eight 2-byte stores, read back by
+    // the 16-byte moves of repackQ4_0x8, stall store forwarding, and eight lane inserts into one
+    // v128 are a chain of dependent shuffles (measured in cache: 7.8, 9.7 and now 14 GB/s)
+    const lo = <u64>load<u16>(s) | (<u64>load<u16>(s + rowBytes) << 16) | (<u64>load<u16>(s + 2 * rowBytes) << 32) | (<u64>load<u16>(s + 3 * rowBytes) << 48);
+    const hi = <u64>load<u16>(s + 4 * rowBytes) | (<u64>load<u16>(s + 5 * rowBytes) << 16) | (<u64>load<u16>(s + 6 * rowBytes) << 32) | (<u64>load<u16>(s + 7 * rowBytes) << 48);
+    const d = i64x2.replace_lane(i64x2.splat(lo), 1, hi);
+    v128.store(o, d);
+    bad = v128.or(bad, i16x8.eq(v128.and(d, e), e));
+    for (let h = 0; h < 2; h++) {
+      const q = s + <usize>(h << 2) * rowBytes;
+      const q0 = v128.xor(v128.load(q, 2), flip), q1 = v128.xor(v128.load(q + rowBytes, 2), flip);
+      const q2 = v128.xor(v128.load(q + 2 * rowBytes, 2), flip), q3 = v128.xor(v128.load(q + 3 * rowBytes, 2), flip);
+      storeT4By32(o + 16 + (<usize>h << 4), q0, q1, q2, q3);
+    }
+  }
+  return v128.any_true(bad) ? 1 : 0;
+}
+
+/** The inverse of regroup8: the group at src (144·nb bytes) back into eight rows from r0 on. */
+// @ts-ignore: decorator
+@inline function ungroup8(r0: usize, rowBytes: usize, src: usize, nb: i32): void {
+  const flip = i16x8.splat(-32768);
+  for (let b = 0; b < nb; b++) {
+    const o = src + <usize>b * 144;
+    for (let r = 0; r < 8; r++) {
+      const d = r0 + <usize>r * rowBytes + <usize>b * 18, q = o + 16 + (<usize>r << 2);
+      store<u16>(d, load<u16>(o + (<usize>r << 1)));
+      const v = v128.load32_lane(q + 96, v128.load32_lane(q + 64, v128.load32_lane(q + 32, v128.load32_zero(q), 1), 2), 3);
+      v128.store(d + 2, v128.xor(v, flip));
+    }
+  }
+}
+
+/** n bytes (a multiple of 16) from src to dst with SIMD moves (memory.copy on a shared memory is a slow runtime call). */
+// @ts-ignore: decorator
+@inline function move16(dst: usize, src: usize, n: usize): void {
+  for (let k: usize = 0; k < n; k += 16) v128.store(dst + k, v128.load(src + k));
+}
+
+/**
+ * Regroup rows [0, rows) (a multiple of 8) of a Q4_0 matrix at w in place, as matvecQ4_0 reads
+ * them (see above); tmp: eight rows' bytes of scratch. Returns 1, with the rows as they were,
+ * when one of their block scales is inf or NaN (the reference op runs on such a matrix), else 0:
+ * the check costs nothing here, where a pass of its own over the scales reads the whole matrix.
+ * 14 GB/s in cache on one thread of the bench machine, 6 from memory.
+ */
+export function repackQ4_0x8(w: usize, rows: i32, cols: i32, tmp: usize): i32 {
+  const nb = cols >> 5;
+  const rowBytes = <usize>nb * 18, groupBytes = rowBytes << 3;
+  for (let g = 0; g < rows >> 3; g++) {
+    const r0 = w + <usize>g * groupBytes;
+    if (regroup8(tmp, r0, rowBytes, nb)) {
+      ungroupQ4_0x8(w, g << 3, cols, tmp);
+      return 1;
+    }
+    move16(r0, tmp, groupBytes);
+  }
+  return 0;
+}
+
+/** The inverse of repackQ4_0x8: rows [0, rows) (a multiple of 8) at w back in ggml's layout. */
+export function ungroupQ4_0x8(w: usize, rows: i32, cols: i32, tmp: usize): void {
+  const nb = cols >> 5;
+  const rowBytes = <usize>nb * 18, groupBytes = rowBytes << 3;
+  for (let g = 0; g < rows >> 3; g++) {
+    const p = w + <usize>g * groupBytes;
+    move16(tmp, p, groupBytes);
+    ungroup8(p, rowBytes, tmp, nb);
+  }
 }
 
 /**
@@ -681,16 +914,16 @@ export function matvecQ6_K(out: usize, xq: usize, xs: usize, w: usize, rows: i32
 // ---------------------------------------------------------------------------------------------
 // Batched products: out_b = W · x_b for nb vectors, one pass over the weights. The rows are taken
 // in tiles that stay in cache while every vector passes over them; f32 takes the vectors two at
-// a time and f16 / bf16 four at a time, sharing each weight load and its widening; Q8_0 / Q4_0
-// two rows × four vectors; Q4_K / Q6_K run matvec's loop per vector over each tile. Each output is computed with exactly the
-// arithmetic of the matvec kernel (same lanes, same order), so a batched product equals its
-// matvecs bit for bit.
+// a time and f16 / bf16 four at a time, sharing each weight load and its widening; Q8_0 two
+// rows × four vectors; Q4_0, Q4_K and Q6_K run matvec's loop per vector over each tile. Each
+// output is computed with exactly the arithmetic of the matvec kernel (same lanes, same order),
+// so a batched product equals its matvecs bit for bit.
 //
 // `outTab` holds nb u32 pointers to the outputs (each advanced by `outOff` bytes: the first row
-// of this thread's share); f32 / 16-bit inputs are a table `xTab` of nb pointers; Q8_0 / Q4_0
-// inputs are quantizeBlocks32x4's interleaved groups of four vectors; Q4_K / Q6_K inputs are nb
-// vectors quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb: cols/8
-// bytes each).
+// of this thread's share); f32 / 16-bit inputs are a table `xTab` of nb pointers; Q8_0 inputs
+// are quantizeBlocks32x4's interleaved groups of four vectors; Q4_K / Q6_K inputs are nb vectors
+// quantized by quantizeBlocks32 back to back (xq: 2·cols bytes each, xs and xb: cols/8 bytes
+// each), Q4_0's by quantizeBlocksQ4.
 
 const MM_TILE: i32 = 16384;
 
@@ -761,19 +994,17 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
 }
 
 /**
- * Q8_0 and Q4_0 batched: the rows in tiles of about MM_TILE_Q bytes that stay in cache while every
- * group of four vectors passes over them, two rows × four vectors at a time: each weight chunk is
- * loaded and widened once for the four vectors, each activation chunk loaded once for the two rows,
- * and the eight integer dot products of a block are folded into two f32x4 sums (lanes: the four
+ * Q8_0 batched: the rows in tiles of about MM_TILE_Q bytes that stay in cache while every group of
+ * four vectors passes over them, two rows × four vectors at a time: each weight chunk is loaded
+ * and widened once for the four vectors, each activation chunk loaded once for the two rows, and
+ * the eight integer dot products of a block are folded into two f32x4 sums (lanes: the four
  * vectors) by `hsum4i`. Per output that is matvec's arithmetic in matvec's order (the same exact
  * block sums, then sum += f32(isum) · (d · xs) block after block), so a batched product equals its
  * matvecs bit for bit. Inputs: quantizeBlocks32x4's interleaved groups.
  */
-// @ts-ignore: decorator
-@inline function matmulQ4Q8(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, q4: bool): void {
+export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
   const nb = cols >> 5;
-  const blockBytes: usize = q4 ? 18 : 34;
-  const rowBytes = <usize>nb * blockBytes;
+  const rowBytes = <usize>nb * 34;
   const gq = <usize>cols << 3, gs = <usize>cols >> 1;
   const tile = max(2, <i32>(<usize>MM_TILE_Q / rowBytes) & ~1);
   for (let i0 = 0; i0 < rows; i0 += tile) {
@@ -782,29 +1013,17 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
       const g = <usize>(v >> 2);
       for (let i = i0; i < i1; i += 2) {
         const j = i + 1 < i1 ? i + 1 : i; // an odd last row is computed twice, stored once
-        tileQ4Q8(outTab, outOff, v, nv, xq + g * gq, xs + g * gs, xb + g * gs, w + <usize>i * rowBytes, w + <usize>j * rowBytes, i, j, nb, q4);
+        tileQ8_0(outTab, outOff, v, nv, xq + g * gq, xs + g * gs, w + <usize>i * rowBytes, w + <usize>j * rowBytes, i, j, nb);
       }
     }
   }
 }
 
-/**
- * Chunk k (8 weights) of the Q8_0 / Q4_0 block at p, widened to int16 (Q4_0: without the −8;
- * chunks 0 and 1 are the low nibbles of bytes 0–7 and 8–15 (`high` false), chunks 2 and 3 their
- * high nibbles (`high` true)).
- */
+/** Rows i (weights at p0) and j (p1) × vectors v … v+3 (one interleaved group at aq, as). */
 // @ts-ignore: decorator
-@inline function chunkQ4Q8(p: usize, k: i32, q4: bool, high: bool): v128 {
-  if (!q4) return v128.load8x8_s(p + 2 + (<usize>k << 3));
-  const h = v128.load8x8_u(p + 2 + (<usize>(k & 1) << 3));
-  return high ? i16x8.shr_u(h, 4) : v128.and(h, i16x8.splat(15));
-}
-
-/** Rows i (weights at p0) and j (p1) × vectors v … v+3 (one interleaved group at aq, as, ab). */
-// @ts-ignore: decorator
-@inline function tileQ4Q8(outTab: usize, outOff: usize, v: i32, nv: i32, aq: usize, as: usize, ab: usize, p0: usize, p1: usize, i: i32, j: i32, nb: i32, q4: bool): void {
-  const blockBytes: usize = q4 ? 18 : 34;
+@inline function tileQ8_0(outTab: usize, outOff: usize, v: i32, nv: i32, aq: usize, as: usize, p0: usize, p1: usize, i: i32, j: i32, nb: i32): void {
   const end = as + (<usize>nb << 4);
+  const mask = v128.load(HALF_CONSTS), mul = v128.load(HALF_CONSTS, 16);
   let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
   while (as < end) {
     // chunk k (8 weights) of both rows times chunk k of each vector, in a loop rather than
@@ -812,9 +1031,7 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
     // with 8 sums do not fit in the 16 SIMD registers
     let s00 = i32x4.splat(0), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
     for (let k = 0; k < 4; k++) {
-      // Q4_0: chunks 0, 1 (low nibbles) in this loop, 2, 3 (high nibbles) in the next one
-      if (q4 && k == 2) break;
-      const w0 = chunkQ4Q8(p0, k, q4, false), w1 = chunkQ4Q8(p1, k, q4, false);
+      const w0 = v128.load8x8_s(p0 + 2 + (<usize>k << 3)), w1 = v128.load8x8_s(p1 + 2 + (<usize>k << 3));
       const ak = aq + (<usize>k << 4);
       let a = v128.load(ak);
       s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
@@ -825,34 +1042,16 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
       a = v128.load(ak, 192);
       s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
     }
-    if (q4) {
-      for (let k = 2; k < 4; k++) {
-        const w0 = chunkQ4Q8(p0, k, q4, true), w1 = chunkQ4Q8(p1, k, q4, true);
-        const ak = aq + (<usize>k << 4);
-        let a = v128.load(ak);
-        s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a)); s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w1, a));
-        a = v128.load(ak, 64);
-        s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w0, a)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a));
-        a = v128.load(ak, 128);
-        s02 = i32x4.add(s02, i32x4.dot_i16x8_s(w0, a)); s12 = i32x4.add(s12, i32x4.dot_i16x8_s(w1, a));
-        a = v128.load(ak, 192);
-        s03 = i32x4.add(s03, i32x4.dot_i16x8_s(w0, a)); s13 = i32x4.add(s13, i32x4.dot_i16x8_s(w1, a));
-      }
-    }
-    let isum0 = hsum4i(s00, s01, s02, s03), isum1 = hsum4i(s10, s11, s12, s13);
-    if (q4) {
-      const b8 = i32x4.shl(v128.load(ab), 3);
-      isum0 = i32x4.sub(isum0, b8); isum1 = i32x4.sub(isum1, b8);
-    }
+    const isum0 = hsum4i(s00, s01, s02, s03), isum1 = hsum4i(s10, s11, s12, s13);
     // the two rows' scales d in lanes 0 and 1, each times the four vectors' scales
-    const d = halfToF32(v128.load16_lane(p1, v128.load16_lane(p0, i32x4.splat(0), 1), 3), HALF_F16);
+    const d = halfToF32c(v128.load16_lane(p1, v128.load16_lane(p0, i32x4.splat(0), 1), 3), mask, mul);
     const xsv = v128.load(as);
     const d0 = i8x16.shuffle(d, d, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
     const d1 = i8x16.shuffle(d, d, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
     acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(isum0), f32x4.mul(d0, xsv)));
     acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(isum1), f32x4.mul(d1, xsv)));
-    p0 += blockBytes; p1 += blockBytes;
-    aq += 256; as += 16; ab += 16;
+    p0 += 34; p1 += 34;
+    aq += 256; as += 16;
   }
   const oi = outOff + (<usize>i << 2), oj = outOff + (<usize>j << 2);
   store<f32>(entry(outTab, v, nv) + oj, f32x4.extract_lane(acc1, 0));
@@ -864,15 +1063,31 @@ export function matmulF32(outTab: usize, outOff: usize, nb: i32, xTab: usize, w:
 
 const MM_TILE_Q: i32 = 65536;
 
-export function matmulQ8_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, w: usize, rows: i32, cols: i32): void {
-  matmulQ4Q8(outTab, outOff, nv, xq, xs, 0, w, rows, cols, false);
+/**
+ * Q4_0 batched, as Q4_K / Q6_K: the regrouped rows in tiles of about MM_TILE_Q bytes (whole
+ * groups) that stay in cache while each vector runs matvecQ4_0's loop over them (the unpacking is
+ * three shifts per 32 weights of four rows: little to share between vectors), then the rows in
+ * ggml's layout one vector at a time. Inputs: nv vectors quantized by quantizeBlocksQ4 back to
+ * back (xc: 72·cols/32 bytes each, xq: 2·cols, xs and xb: cols/8).
+ */
+export function matmulQ4_0(outTab: usize, outOff: usize, nv: i32, xc: usize, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32, x8rows: i32): void {
+  const nb = cols >> 5;
+  const rowBytes = <usize>nb * 18;
+  const cStride = <usize>nb * 72, qStride = <usize>cols << 1, sStride = <usize>cols >> 3;
+  const tile = max(8, <i32>(<usize>MM_TILE_Q / rowBytes) & ~7);
+  for (let i0 = 0; i0 < x8rows; i0 += tile) {
+    const n = min(tile, x8rows - i0);
+    for (let v = 0; v < nv; v++) groupsQ4x8(entry(outTab, v, nv) + outOff + (<usize>i0 << 2), xc + <usize>v * cStride, w + <usize>i0 * rowBytes, n >> 3, nb);
+  }
+  if (rows > x8rows) {
+    for (let v = 0; v < nv; v++) {
+      const o = entry(outTab, v, nv) + outOff + (<usize>x8rows << 2);
+      matvecQ4Q8(o, xq + <usize>v * qStride, xs + <usize>v * sStride, xb + <usize>v * sStride, w + <usize>x8rows * rowBytes, rows - x8rows, cols, true);
+    }
+  }
 }
 
-export function matmulQ4_0(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
-  matmulQ4Q8(outTab, outOff, nv, xq, xs, xb, w, rows, cols, true);
-}
-
-/** Q4_K and Q6_K batched as Q8_0 / Q4_0: row tiles in cache, each vector with matvec's own loop. */
+/** Q4_K and Q6_K batched as Q4_0: row tiles in cache, each vector with matvec's own loop. */
 export function matmulQ4_K(outTab: usize, outOff: usize, nv: i32, xq: usize, xs: usize, xb: usize, w: usize, rows: i32, cols: i32): void {
   matmulK(outTab, outOff, nv, xq, xs, xb, w, rows, cols, 144);
 }
@@ -1265,9 +1480,9 @@ export function attentionF16(
 //   - float weights (f32; f16 / bf16 widened first, four rows at a time, into the thread's
 //     scratch): each output is Σ_k w[k]·x[k] in float32, k = 0, 1, 2, … one by one: the order of
 //     the plain reference loop (run.c's matmul), not matvec's 16 lanes.
-//   - Q8_0 / Q4_0: the activations quantized as quantizeBlocks32 (int16 blocks of 32), in panels
-//     of column pairs for `i32x4.dot_i16x8_s`; the four rows' weights widened to int16 (Q4_0:
-//     minus 8) into the scratch. Per block, the exact integer sums, then, in float32,
+//   - Q8_0 / Q4_0: the activations quantized as quantizeBlocks32 (int16 blocks of 32; Q4_0 at
+//     its ±Q4_RANGE), in panels of column pairs for `i32x4.dot_i16x8_s`; the four rows' weights
+//     widened to int16 (Q4_0: minus 8, from its regrouped rows or ggml's) into the scratch. Per block, the exact integer sums, then, in float32,
 //     sum += f32(isum) · (d · xs): matvec's arithmetic in matvec's order, so these agree with
 //     matvec bit for bit.
 // Rows go in tiles of PANEL_TILE (the tile's weights stay in the L2 cache while every panel
@@ -1304,14 +1519,14 @@ export function packPanelsF32(xp: usize, xTab: usize, nv: i32, cols: i32, v0: i3
 }
 
 /**
- * int16 panels (quantizeBlocks32's values and scales): panel p's pair (x_t[2m], x_t[2m+1]) at
- * xp + p·panelBytes(cols, 0) + (8m + t)·4, its block b's scale at xs + p·cols + (8b + t)·4.
- * Slots [v0, v1) as packPanelsF32; tmp: 3·cols bytes (the thread's own).
+ * int16 panels (quantizeBlocks32's values and scales; `q4` 1: Q4_0's, at ±Q4_RANGE): panel p's
+ * pair (x_t[2m], x_t[2m+1]) at xp + p·panelBytes(cols, 0) + (8m + t)·4, its block b's scale at
+ * xs + p·cols + (8b + t)·4. Slots [v0, v1) as packPanelsF32; tmp: 3·cols bytes (the thread's own).
  */
-export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i32, cols: i32, v0: i32, v1: i32): void {
+export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i32, cols: i32, v0: i32, v1: i32, q4: i32): void {
   for (let v = v0; v < v1; v++) {
     const p = <usize>(v >> 3), t = <usize>(v & 7) << 2;
-    quantizeBlocksBy(tmp, xs + p * <usize>cols + t, tmp + (<usize>cols << 1), entry(xTab, v, nv), cols, 64, 32);
+    quantizeBlocksBy(tmp, xs + p * <usize>cols + t, tmp + (<usize>cols << 1), entry(xTab, v, nv), cols, 64, 32, q4 ? Q4_RANGE : Q8_RANGE);
     const q = xp + p * <usize>panelBytes(cols, 0) + t;
     for (let m = 0; m < cols >> 1; m++) store<u32>(q + (<usize>m << 5), load<u32>(tmp + (<usize>m << 2)));
   }
@@ -1401,10 +1616,11 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
  * The weights go into the scratch one tile of rows at a time, in groups of four rows interleaved
  * (a short last group repeats its last row): `kind` 0 f32, 1..3 16-bit (HALF_* + 1) widened to
  * f32, 4 Q8_0 / 5 Q4_0 as int16 (Q4_0: q − 8) with f32 scales [b][row], 6 Q4_K / 7 Q6_K
- * dequantized to f32 (as the reference's dequantizeRow, bit for bit).
+ * dequantized to f32 (as the reference's dequantizeRow, bit for bit). Q4_0: rows [0, x8rows)
+ * regrouped (matvecQ4_0), the rest in ggml's layout.
  */
 // @ts-ignore: decorator
-@inline function panelProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize, kind: i32): void {
+@inline function panelProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize, kind: i32, x8rows: i32): void {
   const nb = cols >> 5;
   const float = kind <= 3 || kind >= 6;
   const rowBytes: usize = kind == 0 ? <usize>cols << 2 : kind <= 3 ? <usize>cols << 1 : kind <= 5 ? <usize>nb * (kind == 4 ? 34 : 18) : <usize>(cols >> 8) * (kind == 6 ? 144 : 210);
@@ -1421,6 +1637,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
       const s2 = w + <usize>min(i + 2, i1 - 1) * rowBytes, s3 = w + <usize>min(i + 3, i1 - 1) * rowBytes;
       const dst = scratch + g * groupBytes;
       if (kind <= 3) interleaveFloats(dst, s0, s1, s2, s3, cols, kind == 0 ? -1 : kind - 1);
+      else if (kind == 5 && i + 4 <= x8rows) interleaveQ4x8(dst, sd + g * (<usize>nb << 4), w + <usize>(i & ~7) * rowBytes, (i >> 2) & 1, nb);
       else if (kind <= 5) interleaveBlocks(dst, sd + g * (<usize>nb << 4), s0, s1, s2, s3, nb, kind == 5);
       else interleaveK(dst, kbuf, s0, s1, s2, s3, cols >> 8, kind == 6);
     }
@@ -1527,6 +1744,19 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   v128.store(dst, i8x16.shuffle(t2, t3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 48);
 }
 
+/** storeT4 with lane j of the four at dst + 32j. */
+// @ts-ignore: decorator
+@inline function storeT4By32(dst: usize, a: v128, b: v128, c: v128, d: v128): void {
+  const t0 = i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const t1 = i8x16.shuffle(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const t2 = i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  const t3 = i8x16.shuffle(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  v128.store(dst, i8x16.shuffle(t0, t1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+  v128.store(dst, i8x16.shuffle(t0, t1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 32);
+  v128.store(dst, i8x16.shuffle(t2, t3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), 64);
+  v128.store(dst, i8x16.shuffle(t2, t3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 96);
+}
+
 /** Four rows of n weights (f32, or 16-bit by `mode` = HALF_*, or −1 for f32) as f32, interleaved: row r's k at dst + 16k + 4r. */
 // @ts-ignore: decorator
 @inline function interleaveFloats(dst: usize, s0: usize, s1: usize, s2: usize, s3: usize, n: i32, mode: i32): void {
@@ -1579,31 +1809,60 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   }
 }
 
+/**
+ * Rows 4h … 4h+3 of the regrouped Q4_0 group at p (matvecQ4_0) as interleaveBlocks gives four
+ * rows: row r's chunk c (8 weights) comes from its pieces 2(c & 1) and 2(c & 1) + 1, bit 7 of the
+ * odd bytes flipped back.
+ */
+// @ts-ignore: decorator
+@inline function interleaveQ4x8(dst: usize, ds: usize, p: usize, h: i32, nb: i32): void {
+  const flip = i16x8.splat(-32768);
+  for (let b = 0; b < nb; b++) {
+    const o = p + <usize>b * 144, q = dst + (<usize>b << 8), d = ds + (<usize>b << 4);
+    const sc = o + (<usize>h << 3); // rows 4h … 4h+3's scales
+    store<f32>(d, h2f(<u32>load<u16>(sc))); store<f32>(d, h2f(<u32>load<u16>(sc, 2)), 4);
+    store<f32>(d, h2f(<u32>load<u16>(sc, 4)), 8); store<f32>(d, h2f(<u32>load<u16>(sc, 6)), 12);
+    for (let c = 0; c < 4; c++) {
+      const piece = o + 16 + (<usize>(c & 1) << 6) + (<usize>h << 4); // row 4h's piece 2(c & 1)
+      storeT4(q + (<usize>c << 6), x8Chunk(piece, c, flip), x8Chunk(piece + 4, c, flip), x8Chunk(piece + 8, c, flip), x8Chunk(piece + 12, c, flip));
+    }
+  }
+}
+
+/** Chunk c of one row of a regrouped Q4_0 block, its pieces at p and p + 32, as int16 q − 8. */
+// @ts-ignore: decorator
+@inline function x8Chunk(p: usize, c: i32, flip: v128): v128 {
+  const h = i16x8.extend_low_i8x16_u(v128.xor(v128.load32_lane(p + 32, v128.load32_zero(p), 1), flip));
+  return i16x8.sub(c < 2 ? v128.and(h, i16x8.splat(15)) : i16x8.shr_u(h, 4), i16x8.splat(8));
+}
+
 /** Panel products (see above): `xp` from packPanelsF32 (float kinds) or quantizePanels (xs: its scales). */
 export function panelF32Product(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 0);
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 0, 0);
 }
 export function panelF16Product(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_F16 + 1);
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_F16 + 1, 0);
 }
 export function panelBf16Product(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_BF16 + 1);
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_BF16 + 1, 0);
 }
 export function panelF16ExactProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_F16_EXACT + 1);
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, HALF_F16_EXACT + 1, 0);
 }
 export function panelQ8_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 4);
+  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 4, 0);
 }
 export function panelQ4_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 6);
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 6, 0);
 }
 export function panelQ6_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 7);
+  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 7, 0);
 }
-export function panelQ4_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 5);
+/** Q4_0: rows [0, x8rows) regrouped (matvecQ4_0), the rest in ggml's layout. */
+export function panelQ4_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize, x8rows: i32): void {
+  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 5, x8rows);
 }
+
 
 // ---------------------------------------------------------------------------------------------
 // Attention of a prompt chunk as panel products: m queries at positions p0 … p0+m−1 of one

@@ -13,20 +13,33 @@
  * float32 activations), ≈1e-9 per product and ≈1e-8 on a model's logits.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { BACKEND_NAMES, BackendUnavailableError, createBackend, openBackend, type Backend, type BackendName } from '../src/backend/backend.js';
 import { ropeAngles } from '../src/backend/ref/ops.js';
 import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/index.js';
 import { forwardBatch } from '../src/model/forward.js';
-import { f32Matrix, ggmlMatrix, half16Matrix, q8Matrix, quantizeQ8, readRow, type Matrix } from '../src/model/tensor.js';
+import { f32Matrix, ggmlData, ggmlMatrix, half16Matrix, isRegroupedQ4_0, q8Matrix, quantizeQ8, readRow, type GgmlMatrix, type Matrix } from '../src/model/tensor.js';
+import { loadGgufModel, writeGgufModel } from '../src/formats/gguf.js';
+import { WasmPlacement } from '../src/backend/wasm/memory.js';
 import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
 import { instantiateKernels, wasmApi } from '../src/backend/wasm/loader.js';
 import { COLD_MIN_BYTES, PANEL_MIN, wakeRule, type WasmBackend } from '../src/backend/wasm/wasm.js';
 
 const MAX_WASM_PAGES = 65536; // the kernels declare a shared memory of at most 4 GiB
-import { nmse, readJsonl, seededRandom, shared } from './helpers.js';
+import { nmse, readJsonl, seededRandom, shared, tempDir } from './helpers.js';
 
 const OTHERS = BACKEND_NAMES.filter((n): n is Exclude<BackendName, 'ref'> => n !== 'ref');
+
+/**
+ * Q4_0's products quantize their activations to ±1927 (11 bits and a sign, asm/kernels.ts
+ * Q4_RANGE; the other ggml types: ±32767): the rounding's variance over the activations' is about
+ * (2.2 / 1927)² / 12 ≈ 1e-7 for these roughly normal vectors (measured: 4e-9 … 2.5e-7 on the
+ * shapes below, 1e-7 on 1031 rows), more where a short row's terms cancel (another draw of 3x96:
+ * 9e-7). llama.cpp's int8 activations would give about 2.5e-5.
+ */
+const Q4_0_BOUND = 2e-6;
 
 /** Weight types: the bound on NMSE against ref, and the (rows, cols) shapes each is tried on. */
 const WEIGHT_CASES: Array<{ type: string; bound: number; shapes: Array<[number, number]> }> = [
@@ -38,7 +51,8 @@ const WEIGHT_CASES: Array<{ type: string; bound: number; shapes: Array<[number, 
   { type: 'q8:32', bound: 1e-10, shapes: [[1, 32], [3, 96], [2, 4096]] },
   { type: 'q8:64', bound: 1e-10, shapes: [[1, 64], [7, 192], [3, 4096], [1, 11008]] },
   { type: 'Q8_0', bound: 5e-8, shapes: [[1, 32], [3, 96], [7, 160], [5, 4096], [2, 11008]] },
-  { type: 'Q4_0', bound: 5e-8, shapes: [[1, 32], [3, 96], [7, 160], [5, 4096], [2, 11008]] },
+  // Q4_0: rows regrouped in eights, and the last rows % 8 in ggml's layout (asm/kernels.ts matvecQ4_0)
+  { type: 'Q4_0', bound: Q4_0_BOUND, shapes: [[1, 32], [8, 32], [3, 96], [7, 160], [9, 224], [20, 96], [5, 4096], [2, 11008], [13, 11008]] },
   { type: 'Q4_K', bound: 5e-8, shapes: [[1, 256], [3, 512], [5, 4096], [2, 11008]] },
   { type: 'Q6_K', bound: 5e-8, shapes: [[1, 256], [3, 512], [5, 4096], [2, 11008]] },
   // types without a wasm kernel: reported as skipped (the backend runs the reference op)
@@ -317,7 +331,8 @@ for (const name of OTHERS) {
     // K-quants need rows that are whole 256-blocks: dim 256, hidden 768; grouped-query attention
     const shape = { dim: 256, hiddenDim: 768, nLayers: 2, nHeads: 8, nKvHeads: 2, vocabSize: 300, seqLen: 40, sharedClassifier: false };
     const base = randomModel(shape, 5, 0.2);
-    const bounds: Record<string, number> = { f32: 1e-10, f16: 1e-10, bf16: 1e-10, 'q8:64': 1e-9, Q8_0: 1e-7, Q4_0: 1e-7, Q4_K: 1e-7, Q6_K: 1e-7 };
+    // Q4_0: 11-bit activations (Q4_0_BOUND), measured 4e-6
+    const bounds: Record<string, number> = { f32: 1e-10, f16: 1e-10, bf16: 1e-10, 'q8:64': 1e-9, Q8_0: 1e-7, Q4_0: 1e-5, Q4_K: 1e-7, Q6_K: 1e-7 };
     for (const [type, bound] of Object.entries(bounds)) {
       const model = withType(base, type);
       const s = new Session(model, { backend: name });
@@ -378,7 +393,7 @@ test('wasm: matvec on 3 threads equals 1 thread bit for bit, every weight type (
     const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
     const r = ref.vector(rows);
     ref.matvec(r, ref.vector(cols, x), ref.upload(m));
-    check(t, `${type} ${rows}x${cols} on 3 threads`, Float32Array.from(ref.read(r)), one, 5e-8);
+    check(t, `${type} ${rows}x${cols} on 3 threads`, Float32Array.from(ref.read(r)), one, type === 'Q4_0' ? Q4_0_BOUND : 5e-8);
   }
 });
 
@@ -393,7 +408,7 @@ test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 3 th
     ['Q8_0', 1e-6, 1, 32], ['Q8_0', 1e-6, 7, 160], ['Q8_0', 1e-6, 300, 288], ['Q8_0', 1e-6, 3, 4096],
     ['f16', 1e-10, 1, 1], ['f16', 1e-10, 7, 33], ['f16', 1e-10, 17, 67], ['f16', 1e-10, 300, 288], ['f16', 1e-10, 5, 4099],
     ['bf16', 1e-10, 1, 7], ['bf16', 1e-10, 17, 67], ['bf16', 1e-10, 300, 288],
-    ['Q4_0', 1e-6, 1, 32], ['Q4_0', 1e-6, 9, 64], ['Q4_0', 1e-6, 7, 160], ['Q4_0', 1e-6, 300, 288], ['Q4_0', 1e-6, 3, 4096],
+    ['Q4_0', 2e-6, 1, 32], ['Q4_0', 2e-6, 9, 64], ['Q4_0', 2e-6, 7, 160], ['Q4_0', 2e-6, 300, 288], ['Q4_0', 2e-6, 3, 4096], ['Q4_0', 2e-6, 8, 11008],
     ['Q4_K', 1e-6, 1, 256], ['Q4_K', 1e-6, 3, 512], ['Q4_K', 1e-6, 300, 512], ['Q6_K', 1e-6, 1, 256], ['Q6_K', 1e-6, 3, 512], ['Q6_K', 1e-6, 300, 256],
     // no batched kernel: matvec
     ['q8:32', 1e-10, 5, 96], ['Q5_K', 1e-6, 2, 256],
@@ -477,11 +492,12 @@ test('wasm: f16 widening is exact for every half (finite-only and inf / NaN matr
 
 test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the reference op (matvec and matmul)', () => {
   const rnd = seededRandom(29);
-  for (const [type, blockBytes] of [['Q8_0', 34], ['Q4_0', 18]] as const) {
-    const [rows, cols] = [6, 64];
+  // Q4_0 with 17 rows: the inf in its second group of eight (the first is regrouped, then put back)
+  for (const [type, blockBytes, rows, block] of [['Q8_0', 34, 6, 3], ['Q4_0', 18, 6, 3], ['Q4_0', 18, 17, 19]] as const) {
+    const cols = 64;
     const m = randomMatrix(type, rows, cols, rnd);
     if (m.type !== 'ggml') throw new Error('not a ggml matrix');
-    new DataView(m.data.buffer, m.data.byteOffset).setUint16(3 * blockBytes, 0x7c00, true); // block 3 (row 1): d = inf
+    new DataView(m.data.buffer, m.data.byteOffset).setUint16(block * blockBytes, 0x7c00, true); // d = inf
     const x = randomArray(rnd, cols);
     const ref = createBackend('ref', { maxCols: cols, weightBytes: 0 });
     const r = ref.vector(rows);
@@ -494,6 +510,62 @@ test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the referenc
     const outs = [be.vector(rows)];
     be.matmul(outs, [be.vector(cols, x)], w);
     assert.deepEqual(Float32Array.from(be.read(outs[0]!)), Float32Array.from(ref.read(r)), `${type} matmul`);
+  }
+});
+
+// The wasm backend regroups Q4_0 matrices in eights of rows (asm/kernels.ts, matvecQ4_0): in
+// place where the loader put the weights into its memory (as they are read), or in its copy at
+// upload. Everything else that reads such a matrix must still see ggml's layout: embedding lookups
+// of a shared classifier, the reference backend on the same model, the GGUF writer, a second
+// session. A matrix with an inf or NaN scale stays as it was.
+test('wasm: Q4_0 regrouped in place as it loads; readRow, the reference backend and the GGUF writer still read ggml\'s layout', (t) => {
+  // 301 classifier rows (296 regrouped, 5 as they were), tied to the embedding table
+  const shape = { dim: 96, hiddenDim: 224, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 301, seqLen: 8, sharedClassifier: true };
+  const file = path.join(tempDir(t), 'q4.gguf');
+  writeGgufModel(file, randomModel(shape, 17), { type: 'Q4_0' });
+  const host = loadGgufModel(file); // host buffers: the wasm backend regroups copies
+  const placed = loadGgufModel(file, { placement: new WasmPlacement() });
+  const mats = (m: Model) => [m.weights.classifier, ...m.weights.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])] as GgmlMatrix[];
+  mats(placed).forEach((m, i) => {
+    const theirs = mats(host)[i]!;
+    assert.ok(isRegroupedQ4_0(m), `matrix ${i} regrouped`);
+    assert.notDeepEqual(m.data, theirs.data, `matrix ${i}: its bytes moved`);
+    assert.deepEqual(ggmlData(m), theirs.data, `matrix ${i}: ggml's layout back`);
+    const a = new Float32Array(m.cols), b = new Float32Array(m.cols);
+    for (let r = 0; r < m.rows; r++) {
+      readRow(m, r, a);
+      readRow(theirs, r, b);
+      assert.deepEqual(a, b, `matrix ${i} row ${r}`);
+    }
+  });
+  const tokens = [5, 300, 17, 0, 299, 42];
+  const logits = (s: Session) => tokens.map((tok, pos) => Float32Array.from(s.forward(tok, pos)));
+  const wasm = logits(new Session(placed, { backend: 'wasm' }));
+  assert.ok(!mats(host).some(isRegroupedQ4_0));
+  assert.deepEqual(logits(new Session(placed, { backend: 'wasm' })), wasm, 'a second session on the regrouped weights');
+  assert.deepEqual(logits(new Session(host, { backend: 'wasm' })), wasm, 'a session on host weights (regrouped copies)');
+  assert.ok(!mats(host).some(isRegroupedQ4_0), 'host weights untouched');
+  assert.deepEqual(logits(new Session(placed, { backend: 'ref' })), logits(new Session(host, { backend: 'ref' })), 'ref on the regrouped weights');
+  const again = path.join(tempDir(t), 'again.gguf');
+  writeGgufModel(again, placed, { type: 'Q4_0' });
+  assert.deepEqual(fs.readFileSync(again), fs.readFileSync(file), 'written back byte for byte');
+
+  // read in chunks, `placed` after each: regrouped; with an inf scale in the third group of eight
+  // rows (the first two regrouped, then put back) or in the last rows % 8, as it was
+  const rnd = seededRandom(31);
+  for (const badRow of [-1, 17, 24]) {
+    const m = randomMatrix('Q4_0', 27, 64, rnd) as GgmlMatrix;
+    if (badRow >= 0) new DataView(m.data.buffer, m.data.byteOffset).setUint16(badRow * m.rowBytes + 18, 0x7c00, true); // block 1: d = inf
+    const placement = new WasmPlacement();
+    placement.plan([m.data.byteLength], 0, 0);
+    const pm = ggmlMatrix(GGML_TYPE.Q4_0, placement.alloc(m.data.byteLength, 0), m.rows, m.cols);
+    for (const [r0, r1] of [[0, 8], [8, 24], [24, 27]] as const) {
+      pm.data.set(m.data.subarray(r0 * m.rowBytes, r1 * m.rowBytes), r0 * m.rowBytes);
+      placement.placed(pm, r0, r1);
+    }
+    assert.equal(isRegroupedQ4_0(pm), badRow < 0, `inf scale in row ${badRow}`);
+    assert.deepEqual(ggmlData(pm), m.data, `inf scale in row ${badRow}: the bytes`);
+    if (badRow >= 0) assert.deepEqual(pm.data, m.data, `inf scale in row ${badRow}: as they were`);
   }
 });
 

@@ -44,7 +44,7 @@ import * as fs from 'node:fs';
 import { FileFormatError, InvalidArgumentError, OutOfMemoryError, UnsupportedModelError, formatBytes } from '../errors.js';
 import { statFile } from '../io/file.js';
 import { CONFIG_LIMITS, kvDim, layerKvBytes, makeConfig, type ModelConfig } from '../model/config.js';
-import { f32Matrix, ggmlMatrix, half16Matrix, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
+import { f32Matrix, ggmlData, ggmlMatrix, half16Matrix, isRegroupedQ4_0, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { hostPlacement, type Placement } from '../model/placement.js';
 import { GGML_OTHER_TYPE_NAMES, GGML_TYPE, GGML_TYPES, canDequantize, canQuantize, dequantizeRow, ggmlRowBytes, quantizeRow } from '../quant/ggml.js';
@@ -441,13 +441,13 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
 
   const fd = fs.openSync(path, 'r');
   try {
-    const read = (name: string, dims: number[], where: number | 'head' | 'host'): { info: GgufTensorInfo; bytes: Uint8Array } => {
+    const read = (name: string, dims: number[], where: number | 'head' | 'host', matrix?: MatrixOf): { info: GgufTensorInfo; bytes: Uint8Array } => {
       const info = byName.get(name);
       if (!info) throw new FileFormatError(path, `missing tensor ${name}; a llama model with ${config.nLayers} blocks has it`);
       if (info.dims.length !== dims.length || info.dims.some((d, i) => d !== dims[i])) {
         throw new FileFormatError(path, `tensor ${name} has dims [${info.dims.join(', ')}], but the metadata implies [${dims.join(', ')}]; the file is inconsistent`);
       }
-      return { info, bytes: readTensorBytes(fd, h, info, where === 'host' ? hostPlacement : placement, where) };
+      return { info, bytes: readTensorBytes(fd, h, info, where === 'host' ? hostPlacement : placement, where, matrix) };
     };
     const matrix = (name: string, rows: number, cols: number, where: number | 'head' | 'host'): Matrix => {
       const m = readMatrix(name, rows, cols, where);
@@ -455,7 +455,13 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
       return opts.quantize ? quantizeMatrix(m, opts.quantize) : m;
     };
     const readMatrix = (name: string, rows: number, cols: number, where: number | 'head' | 'host'): Matrix => {
-      const { info, bytes } = read(name, [cols, rows], where);
+      // a ggml matrix in the placement, told as its rows arrive (`placed`)
+      let made: Matrix | undefined;
+      const ggml: MatrixOf | undefined = placement.placed && where !== 'host' && !opts.quantize
+        ? (info, bytes) => (isGgmlBlocks(info.type) ? (made = ggmlMatrix(info.type, bytes, rows, cols)) : undefined)
+        : undefined;
+      const { info, bytes } = read(name, [cols, rows], where, ggml);
+      if (made) return made;
       if (info.type === GGML_TYPE.F32) return f32Matrix(new Float32Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
       if (info.type === GGML_TYPE.F16 || info.type === GGML_TYPE.BF16) {
         return half16Matrix(info.type === GGML_TYPE.F16 ? 'f16' : 'bf16', new Uint16Array(bytes.buffer, bytes.byteOffset, rows * cols), rows, cols);
@@ -501,8 +507,20 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
   }
 }
 
-/** One tensor's bytes, read with fs.readSync into its place. */
-function readTensorBytes(fd: number, h: GgufHeader, info: GgufTensorInfo, placement: Placement, where: number | 'head' | 'host'): Uint8Array {
+/** The matrix a tensor's bytes (not yet read) will hold, or undefined (a tensor read as it is). */
+type MatrixOf = (info: GgufTensorInfo, bytes: Uint8Array) => Matrix | undefined;
+
+/** Whether tensors of this type become ggml matrices (block types llamats computes with). */
+function isGgmlBlocks(type: number): boolean {
+  return type !== GGML_TYPE.F32 && type !== GGML_TYPE.F16 && type !== GGML_TYPE.BF16 && canDequantize(type);
+}
+
+/**
+ * One tensor's bytes, read with fs.readSync into its place; for a matrix (`matrix`) when the
+ * placement wants to know (Placement.placed), about a megabyte of whole rows (a multiple of 8)
+ * at a time, each chunk `placed` once it is read.
+ */
+function readTensorBytes(fd: number, h: GgufHeader, info: GgufTensorInfo, placement: Placement, where: number | 'head' | 'host', matrix?: MatrixOf): Uint8Array {
   let bytes: Uint8Array;
   try {
     bytes = placement.alloc(info.byteSize, where);
@@ -510,10 +528,24 @@ function readTensorBytes(fd: number, h: GgufHeader, info: GgufTensorInfo, placem
     throw new OutOfMemoryError(`${h.path}: cannot allocate ${formatBytes(info.byteSize)} for tensor ${info.name}`, info.byteSize, 0);
   }
   const start = h.dataOffset + info.offset;
-  for (let got = 0; got < info.byteSize; ) {
-    const n = fs.readSync(fd, bytes, got, Math.min(64 << 20, info.byteSize - got), start + got);
-    if (n === 0) throw new FileFormatError(h.path, `file shrank while reading tensor ${info.name}`);
-    got += n;
+  const readInto = (into: Uint8Array, at: number, n: number, pos: number) => {
+    for (let got = 0; got < n; ) {
+      const k = fs.readSync(fd, into, at + got, n - got, pos + got);
+      if (k === 0) throw new FileFormatError(h.path, `file shrank while reading tensor ${info.name}`);
+      got += k;
+    }
+  };
+  const m = matrix?.(info, bytes);
+  if (!m || !placement.placed) {
+    for (let got = 0; got < info.byteSize; got += 64 << 20) readInto(bytes, got, Math.min(64 << 20, info.byteSize - got), start + got);
+    return bytes;
+  }
+  const rowBytes = info.byteSize / m.rows;
+  const chunkRows = Math.max(1, Math.floor(2 ** 20 / rowBytes / 8)) * 8;
+  for (let r0 = 0; r0 < m.rows; r0 += chunkRows) {
+    const r1 = Math.min(m.rows, r0 + chunkRows);
+    readInto(bytes, r0 * rowBytes, (r1 - r0) * rowBytes, start + r0 * rowBytes);
+    placement.placed(m, r0, r1);
   }
   return bytes;
 }
@@ -714,7 +746,8 @@ export function ggufTypeForRow(type: number, cols: number): number {
 function matrixTensor(name: string, m: Matrix, type: number): GgufTensor {
   const t = ggufTypeForRow(type, m.cols);
   const dims = [m.cols, m.rows];
-  if (m.type === 'ggml' && m.ggmlType === t) return { name, dims, type: t, data: m.data };
+  // a Q4_0 matrix the wasm backend regrouped: put back in ggml's layout when it is written
+  if (m.type === 'ggml' && m.ggmlType === t) return { name, dims, type: t, data: isRegroupedQ4_0(m) ? () => ggmlData(m) : m.data };
   if (m.type === 'f32' && t === GGML_TYPE.F32) return { name, dims, type: t, data: new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength) };
   const data = () => {
     const rowBytes = ggmlRowBytes(t, m.cols);

@@ -108,6 +108,53 @@ export function q8Matrix(q: Int8Array, s: Float32Array, rows: number, cols: numb
   return { type: 'q8', rows, cols, groupSize, q, s };
 }
 
+/**
+ * Q4_0 matrices the wasm backend regrouped in place (asm/kernels.ts `repackQ4_0x8`; why: there,
+ * above `matvecQ4_0`): each eight rows 8g … 8g+7 (all but the last rows % 8) became one stream of
+ * 144-byte blocks, block b holding the eight rows' scales (row r's at 2r) and then four 32-byte
+ * pieces t, row r's quant bytes 4t … 4t+3 at 16 + 32t + 4r with bit 7 of the odd ones flipped;
+ * the group takes the bytes of its eight rows. Known by the matrix's `data` view (the bytes are what
+ * changed: copies of the matrix object share the view). The readers here (readRow, ggmlData)
+ * read such a matrix as ggml's layout; the wasm kernels read it as it is.
+ */
+const regrouped = new WeakSet<Uint8Array>();
+
+/** Record that `m`'s bytes were regrouped (the wasm backend, right after it did so). */
+export function markRegroupedQ4_0(m: GgmlMatrix): void {
+  if (m.ggmlType !== GGML_TYPE.Q4_0) throw new Error(`internal: ggml type ${m.ggmlType} marked as regrouped Q4_0`);
+  regrouped.add(m.data);
+}
+
+/** Whether `m` is a Q4_0 matrix whose bytes were regrouped (see markRegroupedQ4_0). */
+export function isRegroupedQ4_0(m: Matrix): boolean {
+  return m.type === 'ggml' && regrouped.has(m.data);
+}
+
+/** Row r of `m` in ggml's layout: a view, or for a regrouped row a copy into `scratch` (rowBytes). */
+function ggmlRow(m: GgmlMatrix, r: number, scratch: () => Uint8Array): Uint8Array {
+  const n = m.rowBytes;
+  if (!regrouped.has(m.data) || r >= (m.rows & ~7)) return m.data.subarray(r * n, (r + 1) * n);
+  const out = scratch();
+  const g = (r >> 3) * 8 * n, l = r & 7;
+  for (let b = 0; b < n / 18; b++) {
+    const o = g + 144 * b;
+    out[18 * b] = m.data[o + 2 * l]!;
+    out[18 * b + 1] = m.data[o + 2 * l + 1]!;
+    for (let k = 0; k < 16; k++) out[18 * b + 2 + k] = m.data[o + 16 + 32 * (k >> 2) + 4 * l + (k & 3)]! ^ (k & 1 ? 0x80 : 0);
+  }
+  return out;
+}
+
+let rowBytesScratch = new Uint8Array(0);
+
+/** The matrix's bytes in ggml's layout: its data, or for a regrouped Q4_0 matrix a copy put back in row order. */
+export function ggmlData(m: GgmlMatrix): Uint8Array {
+  if (!regrouped.has(m.data)) return m.data;
+  const out = new Uint8Array(m.data.byteLength);
+  for (let r = 0; r < m.rows; r++) out.set(ggmlRow(m, r, () => out.subarray(r * m.rowBytes, (r + 1) * m.rowBytes)), r * m.rowBytes);
+  return out;
+}
+
 /** Bytes the matrix occupies. */
 export function matrixBytes(m: Matrix): number {
   return m.type === 'q8' ? m.q.byteLength + m.s.byteLength : m.data.byteLength;
@@ -126,7 +173,8 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
     return;
   }
   if (m.type === 'ggml') {
-    dequantizeRow(m.ggmlType, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), out, n);
+    const row = ggmlRow(m, r, () => (rowBytesScratch.length >= m.rowBytes ? rowBytesScratch : (rowBytesScratch = new Uint8Array(m.rowBytes))));
+    dequantizeRow(m.ggmlType, row, out, n);
     return;
   }
   const table = half16Table(m.type);

@@ -21,13 +21,16 @@ export interface Kernels {
   matvecQ8Groups(out: number, xq: number, xs: number, wq: number, ws: number, rows: number, cols: number, gs: number): void;
   quantizeBlocks32(xq: number, xs: number, xb: number, x: number, n: number): void;
   quantizeBlocks32x4(xq: number, xs: number, xb: number, xTab: number, nv: number, n: number): void;
+  quantizeBlocksQ4(xq: number, xs: number, xb: number, xc: number, x: number, n: number): void;
+  repackQ4_0x8(w: number, rows: number, cols: number, tmp: number): number;
+  ungroupQ4_0x8(w: number, rows: number, cols: number, tmp: number): void;
   matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
-  matvecQ4_0(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matvecQ4_0(out: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ6_K(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF32(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
   matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
-  matmulQ4_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
+  matmulQ4_0(outTab: number, outOff: number, nb: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matmulQ4_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matmulQ6_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF16(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
@@ -48,7 +51,7 @@ export interface Kernels {
   attentionPanelsScratch(m: number, n: number, headDim: number): number;
   attentionPanels(tab: number, m: number, p0: number, h0: number, h1: number, nHeads: number, nKvHeads: number, headDim: number, kc: number, vc: number, half: number, scratch: number): void;
   packPanelsF32(xp: number, xTab: number, nv: number, cols: number, v0: number, v1: number): void;
-  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number, v0: number, v1: number): void;
+  quantizePanels(xp: number, xs: number, tmp: number, xTab: number, nv: number, cols: number, v0: number, v1: number, q4: number): void;
   copyBytes(dst: number, src: number, n: number): void;
   panelF32Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelF16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
@@ -57,7 +60,7 @@ export interface Kernels {
   panelQ8_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
   panelQ4_KProduct(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelQ6_KProduct(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
-  panelQ4_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelQ4_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number, x8rows: number): void;
 }
 
 /**

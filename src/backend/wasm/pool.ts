@@ -15,9 +15,9 @@
  * Handing a job to a spinning worker costs well under a microsecond; waking a sleeping one
  * 25–35 µs, so workers spin for SPIN_US after each job before they sleep: between the products of
  * one token they stay awake; between tokens of an idle session, or when another process holds
- * the core, they sleep rather than burn it. Rows are split evenly, so every output element is
- * computed by the same kernel over the same row as on one thread: results are bit-identical for
- * any number of threads.
+ * the core, they sleep rather than burn it. Rows are split evenly (Q4_0's at multiples of 8, its
+ * regrouped rows' groups), so every output element is computed by the same kernel over the same
+ * row as on one thread: results are bit-identical for any number of threads.
  *
  * Workers are unref'd (they never keep the process alive) and terminated when their backend is
  * garbage-collected.
@@ -35,7 +35,7 @@ const SLEEPING = 2; // workers in Atomics.wait on GEN
 const COUNT = 3; // products in this job
 const STOP = 4; // 1: workers exit
 const JOBS = 8;
-const FIELDS = 12; // kernel, out, xq, xs, xb, w, s, rows, cols, gs, rowBytes, nb
+const FIELDS = 13; // kernel, out, xq, xs, xb, w, s, rows, cols, gs, rowBytes, nb, x8rows
 export const MAX_PRODUCTS = 4;
 
 /** How long a thread spins on a shared counter before it sleeps (µs). */
@@ -61,6 +61,7 @@ export interface Product {
   gs: number; // q8 group size
   rowBytes: number; // bytes of one row of w
   nb?: number; // batched kernels: vectors
+  x8rows?: number; // Q4_0 kernels: the rows regrouped in eights (asm/kernels.ts, matvecQ4_0); `s`: the activation records
 }
 
 /** Rows [r0, r1) of `p` (pointers moved to row r0) on thread `t`. Shared by the main thread and the workers. */
@@ -74,7 +75,7 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
   // caches, xb = the first position, w = 1 for f16 caches, nb = tokens, s / gs = scratch
   // a batch's inputs into panels (rows = panel slots; out = the input table, xq / xs = the panels)
   if (p.kernel === KERNEL.packF32) return k.packPanelsF32(p.xq, p.out, p.nb!, p.cols, r0, r1);
-  if (p.kernel === KERNEL.quantPanels) return k.quantizePanels(p.xq, p.xs, p.s + t * p.gs, p.out, p.nb!, p.cols, r0, r1);
+  if (p.kernel === KERNEL.quantPanels) return k.quantizePanels(p.xq, p.xs, p.s + t * p.gs, p.out, p.nb!, p.cols, r0, r1, p.w); // w: 1 for Q4_0's range
   if (p.kernel === KERNEL.attnPanels) return k.attentionPanels(p.out, p.nb!, p.xb, r0, r1, p.rows, p.cols, p.rowBytes, p.xq, p.xs, p.w, p.s + t * p.gs);
   const out = p.out + 4 * r0;
   const w = p.w + r0 * p.rowBytes;
@@ -85,13 +86,13 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
     case KERNEL.f16Exact: return k.matvecF16Exact(out, p.xq, w, n, p.cols);
     case KERNEL.q8: return k.matvecQ8Groups(out, p.xq, p.xs, w, p.s + 4 * r0 * (p.cols / p.gs), n, p.cols, p.gs);
     case KERNEL.Q8_0: return k.matvecQ8_0(out, p.xq, p.xs, w, n, p.cols);
-    case KERNEL.Q4_0: return k.matvecQ4_0(out, p.xq, p.xs, p.xb, w, n, p.cols);
+    case KERNEL.Q4_0: return k.matvecQ4_0(out, p.s, p.xq, p.xs, p.xb, w, n, p.cols, x8Rows(p, r0, n));
     case KERNEL.Q4_K: return k.matvecQ4_K(out, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.Q6_K: return k.matvecQ6_K(out, p.xq, p.xs, w, n, p.cols);
     case KERNEL.read: return void k.readBytes(w, n * p.rowBytes);
     case KERNEL.mmF32: return k.matmulF32(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
     case KERNEL.mmQ8_0: return k.matmulQ8_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
-    case KERNEL.mmQ4_0: return k.matmulQ4_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, p.xb, w, n, p.cols);
+    case KERNEL.mmQ4_0: return k.matmulQ4_0(p.out, 4 * r0, p.nb!, p.s, p.xq, p.xs, p.xb, w, n, p.cols, x8Rows(p, r0, n));
     case KERNEL.mmQ4_K: return k.matmulQ4_K(p.out, 4 * r0, p.nb!, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.mmQ6_K: return k.matmulQ6_K(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
     case KERNEL.mmF16: return k.matmulF16(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
@@ -102,22 +103,32 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
     case KERNEL.pBf16: return k.panelBf16Product(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pF16Exact: return k.panelF16ExactProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ8_0: return k.panelQ8_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
-    case KERNEL.pQ4_0: return k.panelQ4_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ4_0: return k.panelQ4_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs, x8Rows(p, r0, n));
     case KERNEL.pQ4_K: return k.panelQ4_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ6_K: return k.panelQ6_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
   }
 }
 
-/** Thread t's rows of a product of `rows` rows on `n` threads. */
-export function share(rows: number, t: number, n: number): [number, number] {
-  return [Math.floor((rows * t) / n), Math.floor((rows * (t + 1)) / n)];
+/** Of rows [r0, r0 + n) of a Q4_0 product, how many are regrouped (from r0 on; r0 is a multiple of 8). */
+function x8Rows(p: Product, r0: number, n: number): number {
+  return Math.max(0, Math.min(n, (p.x8rows ?? 0) - r0));
+}
+
+/**
+ * Thread t's rows of a product of `rows` rows on `n` threads; for a Q4_0 kernel the shares start
+ * at multiples of 8 (its regrouped rows come in eights).
+ */
+export function share(rows: number, t: number, n: number, kernel = -1): [number, number] {
+  const a = kernel === KERNEL.Q4_0 || kernel === KERNEL.mmQ4_0 || kernel === KERNEL.pQ4_0 ? 8 : 1;
+  const at = (u: number) => (u === n ? rows : Math.floor(Math.floor((rows * u) / n) / a) * a);
+  return [at(t), at(t + 1)];
 }
 
 function readProduct(ctl: Int32Array, i: number): Product {
   const o = JOBS + i * FIELDS;
   return {
     kernel: ctl[o]!, out: ctl[o + 1]! >>> 0, xq: ctl[o + 2]! >>> 0, xs: ctl[o + 3]! >>> 0, xb: ctl[o + 4]! >>> 0,
-    w: ctl[o + 5]! >>> 0, s: ctl[o + 6]! >>> 0, rows: ctl[o + 7]!, cols: ctl[o + 8]!, gs: ctl[o + 9]!, rowBytes: ctl[o + 10]!, nb: ctl[o + 11]!,
+    w: ctl[o + 5]! >>> 0, s: ctl[o + 6]! >>> 0, rows: ctl[o + 7]!, cols: ctl[o + 8]!, gs: ctl[o + 9]!, rowBytes: ctl[o + 10]!, nb: ctl[o + 11]!, x8rows: ctl[o + 12]!,
   };
 }
 
@@ -131,7 +142,7 @@ export function workerLoop(k: Kernels, ctl: Int32Array, index: number, nThreads:
     const count = ctl[COUNT]!;
     for (let i = 0; i < count; i++) {
       const p = readProduct(ctl, i);
-      const [r0, r1] = share(p.rows, index, nThreads);
+      const [r0, r1] = share(p.rows, index, nThreads, p.kernel);
       runRows(k, p, r0, r1, index);
     }
     Atomics.add(ctl, DONE, 1);
@@ -174,14 +185,14 @@ export class ThreadPool {
     products.forEach((p, i) => {
       const o = JOBS + i * FIELDS;
       ctl[o] = p.kernel; ctl[o + 1] = p.out; ctl[o + 2] = p.xq; ctl[o + 3] = p.xs; ctl[o + 4] = p.xb;
-      ctl[o + 5] = p.w; ctl[o + 6] = p.s; ctl[o + 7] = p.rows; ctl[o + 8] = p.cols; ctl[o + 9] = p.gs; ctl[o + 10] = p.rowBytes; ctl[o + 11] = p.nb ?? 0;
+      ctl[o + 5] = p.w; ctl[o + 6] = p.s; ctl[o + 7] = p.rows; ctl[o + 8] = p.cols; ctl[o + 9] = p.gs; ctl[o + 10] = p.rowBytes; ctl[o + 11] = p.nb ?? 0; ctl[o + 12] = p.x8rows ?? 0;
     });
     ctl[COUNT] = products.length;
     Atomics.store(ctl, DONE, 0);
     Atomics.add(ctl, GEN, 1);
     if (Atomics.load(ctl, SLEEPING) > 0) Atomics.notify(ctl, GEN);
     for (const p of products) {
-      const [r0, r1] = share(p.rows, 0, this.nThreads);
+      const [r0, r1] = share(p.rows, 0, this.nThreads, p.kernel);
       runRows(this.k, p, r0, r1);
     }
     const others = this.nThreads - 1;

@@ -17,13 +17,13 @@
  */
 import type { Model } from '../../model/weights.js';
 import { layerKvBytes } from '../../model/config.js';
-import { matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
+import { isRegroupedQ4_0, markRegroupedQ4_0, matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
 import type { AttentionItem, AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
-import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, roundUp, type Part } from './memory.js';
+import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, regroupQ4_0, roundUp, type Part } from './memory.js';
 import { KERNEL, MAX_PRODUCTS, runRows, SPIN_US, ThreadPool, type Product } from './pool.js';
 
 
@@ -100,6 +100,7 @@ interface WasmWeight extends Weight {
   readonly kind: Kind | undefined; // undefined: no kernel, the reference op runs on the host matrix
   readonly ptr: number; // the matrix (q8: its int8 values)
   readonly sPtr: number; // q8: its scales
+  readonly x8rows: number; // Q4_0: rows regrouped in eights (see `upload`)
 }
 
 /** Bytes of a matrix in a wasm memory (0 for types without a kernel, which stay on the host). */
@@ -186,7 +187,8 @@ interface Slot {
   xq: number;
   xs: number;
   xb: number;
-  /** What they hold now: the input's pointer and the scheme ('ggml' or 'q8:<gs>'), to quantize once per input. */
+  xc: number; // Q4_0: quantizeBlocksQ4's records
+  /** What they hold now: the input's pointer and the scheme ('ggml', 'Q4_0' or 'q8:<gs>'), to quantize once per input. */
   x: number;
   scheme: string;
 }
@@ -206,7 +208,7 @@ export class WasmBackend implements Backend {
   private lastDispatch = -Infinity; // when the last split dispatch ended (its workers spin SPIN_US after it)
   private readonly maxCols: number;
   // matmul: tables of output / input pointers and MAX_BATCH quantized vectors, at the first use
-  private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number } | undefined;
+  private batch: { outTab: number; xTab: number; xq: number; xs: number; xb: number; xc: number } | undefined;
   // panel products: MAX_BATCH vectors' panels and block scales, the quantizer's scratch, and
   // each thread's scratch (`scratch` bytes apart), at the first use
   private panels: { xp: number; xs: number; scratch: number; per: number } | undefined;
@@ -234,6 +236,7 @@ export class WasmBackend implements Backend {
       xq: heap.alloc(2 * n),
       xs: heap.alloc(4 * n), // one scale per group; q8 groups may be as small as 4
       xb: heap.alloc(n / 8),
+      xc: heap.alloc((n / 32) * 72),
       x: -1,
       scheme: '',
     }));
@@ -277,9 +280,16 @@ export class WasmBackend implements Backend {
     return v;
   }
 
+  /**
+   * A Q4_0 matrix is regrouped in eights of rows (asm/kernels.ts `repackQ4_0x8`: its matvec runs
+   * 1.55–1.8× faster on them), once: where the loader placed it, as it was read (WasmPlacement.placed),
+   * or else here, a copy made here, or the matrix itself in this part, which is then marked
+   * (src/model/tensor.ts `markRegroupedQ4_0`) so that host-side readers and later uploads know. A
+   * matrix with an inf or NaN block scale stays as it is (the reference op runs on it).
+   */
   upload(m: Matrix): WasmWeight {
     const kind = kindOf(m);
-    const w: WasmWeight = { rows: m.rows, cols: m.cols, host: m, kind, ptr: 0, sPtr: 0 };
+    const w: WasmWeight = { rows: m.rows, cols: m.cols, host: m, kind, ptr: 0, sPtr: 0, x8rows: 0 };
     if (!kind) return w;
     const copy = (src: ArrayBufferView): number => {
       if (partOf(src) === this.part) return src.byteOffset; // placed here by the loader: no copy
@@ -288,7 +298,14 @@ export class WasmBackend implements Backend {
       return ptr;
     };
     if (m.type === 'q8') return { ...w, ptr: copy(m.q), sPtr: copy(m.s) } satisfies WasmWeight;
-    return { ...w, ptr: copy(m.data) } satisfies WasmWeight;
+    const ptr = copy(m.data);
+    if (kind !== 'Q4_0' || m.type !== 'ggml' || m.rows < 8) return { ...w, ptr } satisfies WasmWeight;
+    const regrouped = isRegroupedQ4_0(m); // its bytes (so also a copy of them)
+    if (!regrouped && !regroupQ4_0(this.part, ptr, m.rows, m.cols, m.rowBytes)) return { ...w, ptr }; // an inf or NaN scale: `special`
+    if (!regrouped && partOf(m.data) === this.part) markRegroupedQ4_0(m); // in place: the host's bytes changed
+    const q4: WasmWeight = { ...w, ptr, x8rows: m.rows & ~7 };
+    this.specials.set(q4, false); // only matrices without inf / NaN scales are regrouped
+    return q4;
   }
 
   /** A float32 view of the vector, remade when the memory has grown (growing detaches old views). */
@@ -360,17 +377,20 @@ export class WasmBackend implements Backend {
           ? { ...base, kernel: KERNEL.mmF32, rowBytes: 4 * cols }
           : { ...base, kernel: this.halfKernels(ww)[1], rowBytes: 2 * cols };
       } else {
-        if (ww.kind === 'Q8_0' || ww.kind === 'Q4_0') {
+        if (ww.kind === 'Q8_0') {
           // ggml blocks, four vectors' blocks interleaved (quantizeBlocks32x4)
           const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
           for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
           this.k.quantizeBlocks32x4(bt.xq, bt.xs, bt.xb, bt.xTab, nb, cols);
+        } else if (ww.kind === 'Q4_0') {
+          // each vector into its own blocks and records, back to back
+          for (let b = 0; b < nb; b++) this.k.quantizeBlocksQ4(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), bt.xc + b * (cols / 32) * 72, ptr(xs[b0 + b]!), cols);
         } else {
           // ggml blocks: each vector quantized into its own blocks, back to back
           for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
         }
         const kernel = { Q8_0: KERNEL.mmQ8_0, Q4_0: KERNEL.mmQ4_0, Q4_K: KERNEL.mmQ4_K, Q6_K: KERNEL.mmQ6_K }[ww.kind as 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K'];
-        p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, rowBytes: (ww.host as { rowBytes: number }).rowBytes };
+        p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, s: bt.xc, rowBytes: (ww.host as { rowBytes: number }).rowBytes, x8rows: ww.x8rows };
       }
       const pool = this.poolFor(rows * cols * nb, rows * p.rowBytes * nb);
       if (pool) this.runOn(pool, [p]);
@@ -410,12 +430,12 @@ export class WasmBackend implements Backend {
         const rowBytes = w.kind === 'f32' ? 4 * cols : w.kind === 'f16' || w.kind === 'bf16' ? 2 * cols : (w.host as { rowBytes: number }).rowBytes;
         weights += w.rows * cols * nb;
         bytes += w.rows * rowBytes * nb;
-        return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb };
+        return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb, x8rows: w.x8rows };
       });
       const pool = this.poolFor(weights, bytes);
       // the inputs into panels first: a dispatch of its own, the slots split across the threads
       const slots = (nb + 7) & ~7;
-      const pack: Product = { kernel: format === 'float' ? KERNEL.packF32 : KERNEL.quantPanels, out: bt.xTab, xq: pn.xp, xs: pn.xs, xb: 0, w: 0, s: pn.scratch, rows: slots, cols, gs: pn.per, rowBytes: 0, nb };
+      const pack: Product = { kernel: format === 'float' ? KERNEL.packF32 : KERNEL.quantPanels, out: bt.xTab, xq: pn.xp, xs: pn.xs, xb: 0, w: format === 'int4' ? 1 : 0, s: pn.scratch, rows: slots, cols, gs: pn.per, rowBytes: 0, nb };
       if (pool) this.runOn(pool, [pack]);
       else runRows(this.k, pack, 0, slots);
       if (pool) this.runOn(pool, jobs);
@@ -425,11 +445,12 @@ export class WasmBackend implements Backend {
 
   /**
    * The panels a weight's panel product takes, or undefined without one: 'float' (f32 / f16 /
-   * bf16; Q4_K / Q6_K, dequantized to f32 in the scratch) or 'int' (Q8_0 / Q4_0 with finite scales).
+   * bf16; Q4_K / Q6_K, dequantized to f32 in the scratch), 'int' (Q8_0) or 'int4' (Q4_0, whose
+   * activations are quantized to ±1927), both with finite scales.
    */
-  private panelFormat(w: WasmWeight): 'float' | 'int' | undefined {
+  private panelFormat(w: WasmWeight): 'float' | 'int' | 'int4' | undefined {
     if (w.kind === 'f32' || w.kind === 'f16' || w.kind === 'bf16' || w.kind === 'Q4_K' || w.kind === 'Q6_K') return 'float';
-    if ((w.kind === 'Q8_0' || w.kind === 'Q4_0') && !this.special(w)) return 'int';
+    if ((w.kind === 'Q8_0' || w.kind === 'Q4_0') && !this.special(w)) return w.kind === 'Q4_0' ? 'int4' : 'int';
     return undefined;
   }
 
@@ -442,6 +463,7 @@ export class WasmBackend implements Backend {
       xq: this.heap.alloc(2 * n * MAX_BATCH),
       xs: this.heap.alloc((n / 8) * MAX_BATCH),
       xb: this.heap.alloc((n / 8) * MAX_BATCH),
+      xc: this.heap.alloc((n / 32) * 72 * MAX_BATCH),
     });
   }
 
@@ -532,11 +554,15 @@ export class WasmBackend implements Backend {
         const q = this.quantized(xp, `q8:${gs}`, slot, (s) => this.k.quantizeGroups(s.xq, s.xs, xp, cols, gs));
         return { ...base, kernel: KERNEL.q8, xq: q.xq, xs: q.xs, gs, rowBytes: cols };
       }
+      case 'Q4_0': {
+        if (this.special(w)) return this.refProduct(out, x, w);
+        const q = this.quantized(xp, 'Q4_0', slot, (s) => this.k.quantizeBlocksQ4(s.xq, s.xs, s.xb, s.xc, xp, cols));
+        return { ...base, kernel: KERNEL.Q4_0, xq: q.xq, xs: q.xs, xb: q.xb, s: q.xc, rowBytes: (w.host as { rowBytes: number }).rowBytes, x8rows: w.x8rows };
+      }
       case 'Q8_0':
-      case 'Q4_0':
       case 'Q4_K':
       case 'Q6_K': {
-        if ((kind === 'Q8_0' || kind === 'Q4_0') && this.special(w)) return this.refProduct(out, x, w);
+        if (kind === 'Q8_0' && this.special(w)) return this.refProduct(out, x, w);
         const q = this.quantized(xp, 'ggml', slot, (s) => this.k.quantizeBlocks32(s.xq, s.xs, s.xb, xp, cols));
         return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: (w.host as { rowBytes: number }).rowBytes };
       }
