@@ -276,7 +276,7 @@ async function main(): Promise<void> {
     '| model | type | file MB | steps / prompt | read file ms | load ms (× read) | threads | decode tok/s | llama.cpp decode 1t / 2t | × cpp | bound tok/s (× bound) | prefill tok/s | llama.cpp prefill 1t / 2t | × cpp | peak RSS MiB (× weights+KV; × above the runtime alone (MiB)) | llama.cpp peak RSS 1t / 2t |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  const run = `- \`${cmd}\` (\`npm run bench\` builds first), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, load average ${load} at the end; read bandwidth (SIMD kernel, 256 MiB) ${[...bw].map(([t, b]) => `${(b / 1e9).toFixed(1)} GB/s on ${t} thread${t > 1 ? 's' : ''}`).join(', ')}; copy bandwidth (1 thread, read + write) ${(copyBw / 1e9).toFixed(1)} GB/s`;
+  const run = `- \`${cmd}\` (\`npm run bench\` builds first), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, load average ${load} at the end; read bandwidth (SIMD kernel, 256 MiB) ${[...bw].map(([t, b]) => `${(b / 1e9).toFixed(1)} GB/s on ${t} thread${t > 1 ? 's' : ''}`).join(', ')}; copy bandwidth (1 thread, read + write) ${(copyBw / 1e9).toFixed(1)} GB/s; rows of ${[...new Set([...ran].map((k) => k.split(' | ')[0]))].join(', ')}`;
   console.log([run, ...head, ...rows].join('\n'));
   if (write) {
     // rows of models this run did not measure are kept, with the commands that made them
@@ -287,7 +287,10 @@ async function main(): Promise<void> {
     if (!text.includes(begin)) text += `\n${begin}\n${end}\n`;
     const old = text.slice(text.indexOf(begin) + begin.length, text.indexOf(end)).split('\n');
     const keptRows = old.filter((l) => /^\| \S/.test(l) && !l.startsWith('| model') && / \| \d+ \/ \d+ \| /.test(l) && !ran.has(l.split(' | ').slice(0, 2).join(' | ').slice(2)));
-    const runs = old.filter((l) => l.startsWith('- `node dist/bench/bench.js'));
+    // a run is listed while some row is still its own (a run line names its models: "rows of …")
+    const shapeOf = (l: string) => l.split(' | ')[0]!.slice(2);
+    const keptShapes = new Set(keptRows.map(shapeOf));
+    const runs = old.filter((l) => l.startsWith('- `node dist/bench/bench.js') && (/rows of (.*)$/.exec(l)?.[1] ?? '').split(', ').some((m) => keptShapes.has(m)));
     const order = (l: string) => FILES.flatMap((f) => f.types.map((t) => `${f.shape} | ${t}`)).indexOf(l.split(' | ').slice(0, 2).join(' | ').slice(2));
     const all = [...keptRows, ...rows].sort((x, y) => order(x) - order(y));
     const table = ['Runs that made the rows below (each row is from the latest run of its model):', ...(keptRows.length ? runs : []), run, '', ...head, ...all].join('\n');
