@@ -3,10 +3,11 @@
  * and seeded sampling and chat outputs from test/fixtures (made by run.c, see its README).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { generateText, loadModel, Tokenizer } from '../src/index.js';
-import { FIXTURES, readJsonl, runCli, shared } from './helpers.js';
+import { FIXTURES, readJsonl, ROOT, runCli, shared } from './helpers.js';
 
 interface Greedy {
   prompt: string;
@@ -55,6 +56,18 @@ test('greedy generation equals run.c: stdout of llamats run, and the tok/s line 
     assert.equal(half.status, 0, half.stderr);
     assert.ok(half.stdout.startsWith(c.prompt), half.stdout);
   }
+});
+
+test("the README's main command: `npx llamats run …` from the project (the built CLI is executable) prints run.c's greedy text", (t) => {
+  const ref = shared(t, 'testdata/llama2c_stories260K_greedy_public.jsonl');
+  const ckpt = shared(t, 'models/stories260K.bin');
+  const tokPath = shared(t, 'models/tok512.bin');
+  if (!ref || !ckpt || !tokPath) return;
+  const c = readJsonl<Greedy>(ref)[0]!;
+  // `npm exec --no` is npx without asking to install: it runs this package's own bin, as npx does
+  const r = spawnSync('npm', ['exec', '--no', '--', 'llamats', 'run', ckpt, '-z', tokPath, '-t', '0', '-n', String(c.steps), '-i', c.prompt], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, c.output);
 });
 
 interface Sampled {
