@@ -178,7 +178,7 @@ export class Llama {
         if (!logprobs) {
           // every row's new positions in one batched pass (one read of each weight for the batch;
           // the first step runs the shortest prompt's tokens as prompt chunks): the logits of
-          // `forward` on each token in turn, bit for bit
+          // `forward` on each token in turn (to float32 rounding where wasm runs panel products)
           const out = Session.forwardRuns(active.map((b) => ({ session: sessions[b]!, tokens: tokens[b]!.slice(fed[b]!, cur), pos: fed[b]!, logits: true })));
           active.forEach((b, i) => (logitsOf[b] = out[i]!));
         } else {

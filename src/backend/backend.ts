@@ -107,8 +107,8 @@ export interface Backend {
   /**
    * outs[b] = W · xs[b] for every b: one pass over the weights serves all the vectors (a prompt's
    * tokens, or several sequences' tokens). Equal to a loop of matvec up to float32 rounding (the
-   * wasm kernels: bit for bit, but for float weights with 8 or more vectors, which sum in the plain
-   * loop's order).
+   * wasm kernels: bit for bit, but for float and K-quant weights with 8 or more vectors, which sum
+   * in the plain loop's order).
    */
   matmul(outs: readonly Vector[], xs: readonly Vector[], w: Weight): void;
   /** A matmul of each weight with the same inputs (q, k, v; w1, w3): at most 4, one dispatch on threaded backends. */

@@ -175,9 +175,11 @@ export class Session {
   /**
    * Run a chunk of prompt tokens at positions startPos, startPos + 1, … (the KV cache must hold
    * positions 0..startPos-1) and return the logits after the last one — what `forward` on each
-   * token in turn would leave, bit for bit. The projections and the feed-forward run as batched
-   * products (`matmul`: one read of each weight for up to PREFILL_CHUNK tokens); attention runs
-   * per token, causally, as in `forward`. The returned array is reused by the next call.
+   * token in turn would leave, to float32 rounding (bit for bit on the reference backend; the wasm
+   * backend runs a chunk of 8 or more tokens as panel products, which sum in the plain loop's
+   * order). The projections and the feed-forward run as batched products (`matmul`, `matmuls`:
+   * one read of each weight for up to PREFILL_CHUNK tokens), the chunk's attention causally in one
+   * `attentions` call. The returned array is reused by the next call.
    */
   prefill(tokens: readonly number[], startPos: number): Float32Array {
     const c = this.model.config;
@@ -216,7 +218,8 @@ export class Session {
    * One token of each of several sequences (`sessions[i]` runs `tokens[i]` at `positions[i]`, as
    * its `forward` would) with one read of each weight for all of them: the continuous-batching
    * server's decode step. Returns each session's logits (each reused by that session's next call),
-   * equal bit for bit to its `forward`. Sessions of different models or backends run one by one.
+   * equal to its `forward` (bit for bit but for float weights on wasm with 8 or more sessions:
+   * float32 rounding). Sessions of different models or backends run one by one.
    */
   static forwardBatch(sessions: readonly Session[], tokens: readonly number[], positions: readonly number[]): Float32Array[] {
     if (tokens.length !== sessions.length || positions.length !== sessions.length) {
@@ -230,7 +233,8 @@ export class Session {
    * i runs `tokens` at positions pos, pos + 1, … of its session (a prompt chunk, or one decode
    * token) — the continuous-batching server's step, prompt chunks and decode tokens together.
    * Returns, for each run with `logits: true`, its session's logits after its last token (reused by
-   * that session's next call), equal bit for bit to `forward` on each token in turn; undefined for
+   * that session's next call), equal to `forward` on each token in turn (as `prefill`: to float32
+   * rounding where the wasm backend runs panel products); undefined for
    * the others (a prompt chunk that does not end its prompt skips the classifier). Each session at
    * most once; sessions of different models or backends run one by one (`prefill`).
    */
