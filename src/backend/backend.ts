@@ -122,7 +122,9 @@ export interface Backend {
   attention(out: Vector, q: Vector, keyCache: Vector, valueCache: Vector, att: Vector, pos: number, shape: AttentionShape): void;
   /**
    * `attention` for each of several tokens (a prefill chunk, or one token of each of several
-   * sequences), with identical results; a threaded backend splits the tokens across its threads.
+   * sequences), with the same results up to float32 rounding (the wasm backend runs a run of 8 or
+   * more consecutive positions of one sequence as panel products; other tokens bit for bit); a
+   * threaded backend splits the work across its threads.
    */
   attentions(items: ReadonlyArray<AttentionItem>, shape: AttentionShape): void;
   /** a = silu(a) * b. */
