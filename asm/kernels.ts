@@ -61,6 +61,14 @@ export function copyBytes(dst: usize, src: usize, n: usize): void {
   for (; i < n; i += 4) store<u32>(dst + i, load<u32>(src + i));
 }
 
+/** n floats at p set to 0 in SIMD stores (`memory.fill` on a shared memory is a slow runtime call). */
+// @ts-ignore: decorator
+@inline function zeroFloats(p: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(p + (<usize>i << 2), f32x4.splat(0));
+  for (; i < n; i++) store<f32>(p + (<usize>i << 2), 0);
+}
+
 /** Where the JS side may start allocating (after this module's static data). */
 export function heapBase(): usize {
   return __heap_base;
@@ -1416,13 +1424,7 @@ export function attentionF16(
   // out_h = Σ_t att_h[t]·v_t, position after position, again one pass over the cache rows; four
   // positions per pass over the output (the same additions in the same order, one load and store
   // of the output instead of four)
-  // zeroed in SIMD stores (memory.fill on a shared memory is a slow runtime call)
-  {
-    const dim = nHeads * headDim;
-    let i = 0;
-    for (; i + 4 <= dim; i += 4) v128.store(out + (<usize>i << 2), f32x4.splat(0));
-    for (; i < dim; i++) store<f32>(out + (<usize>i << 2), 0);
-  }
+  zeroFloats(out, nHeads * headDim);
   let t = 0;
   for (; t + 4 <= n; t += 4) {
     const vt = vc + <usize>t * rowBytes;
@@ -1644,8 +1646,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
     // columns in chunks of PANEL_K (a chunk of the tile's weights and of one panel fit in L1),
     // every panel over the tile's groups; the sums of every group × panel wait in acc
     const ng = (i1 - i0 + 3) >> 2, np = (nv + 7) >> 3;
-    const z = f32x4.splat(0);
-    for (let o: usize = 0; o < <usize>(ng * np) << 7; o += 16) v128.store(acc + o, z);
+    zeroFloats(acc, (ng * np) << 5);
     const kc = float ? PANEL_K : PANEL_K << 1;
     for (let k0 = 0; k0 < cols; k0 += kc) {
       const n = min(kc, cols - k0);
@@ -1934,7 +1935,7 @@ export function attentionPanels(tab: usize, m: i32, p0: i32, h0: i32, h1: i32, n
     for (let v = 0; v < np; v++) {
       const last = p0 + min(8 * v + 7, m - 1);
       for (let j = 0; j <= last; j += 4) {
-        for (let o: usize = 0; o < 128; o += 16) v128.store(acc + o, f32x4.splat(0));
+        zeroFloats(acc, 32);
         panelF32(K + <usize>j * hb, QP + <usize>v * qpBytes, headDim, acc);
         for (let t = 8 * v; t < min(8 * v + 8, m); t++) {
           const srow = S + <usize>t * sRow + (<usize>j << 2), a = acc + (<usize>(t & 7) << 2);
@@ -1960,7 +1961,7 @@ export function attentionPanels(tab: usize, m: i32, p0: i32, h0: i32, h1: i32, n
     for (let v = 0; v < np; v++) {
       const keys = min(p0 + 8 * v + 8, n);
       for (let d = 0; d < headDim; d += 4) {
-        for (let o: usize = 0; o < 128; o += 16) v128.store(acc + o, f32x4.splat(0));
+        zeroFloats(acc, 32);
         panelF32(V + <usize>d * (<usize>n4 << 2), PP + <usize>v * ppBytes, keys, acc);
         panelStore(acc, tab, <usize>h * hb, 8 * v, m, d, headDim);
       }

@@ -79,6 +79,16 @@ export const MAX_BATCH = 64;
 export const PANEL_MIN = 8;
 /** The most scratch per thread for a prompt chunk's attention as panel products (else token by token). */
 const ATTN_PANEL_MAX_BYTES = 64 * 2 ** 20;
+/** Vectors per dispatch of a batch of n: at most MAX_BATCH, all dispatches of equal size (so each has PANEL_MIN when the batch has). */
+const batchPer = (n: number) => Math.ceil(n / Math.ceil(n / MAX_BATCH));
+
+/** Bytes of one row of a weight with a kernel (f32, 16-bit, or ggml blocks). */
+function rowBytesOf(w: WasmWeight): number {
+  if (w.kind === 'f32') return 4 * w.cols;
+  if (w.kind === 'f16' || w.kind === 'bf16') return 2 * w.cols;
+  return (w.host as { rowBytes: number }).rowBytes;
+}
+
 const PANEL_KERNELS: Partial<Record<string, number>> = { f32: KERNEL.pF32, f16: KERNEL.pF16, bf16: KERNEL.pBf16, Q8_0: KERNEL.pQ8_0, Q4_0: KERNEL.pQ4_0, Q4_K: KERNEL.pQ4_K, Q6_K: KERNEL.pQ6_K };
 
 /** The weight types with a matvec kernel here. */
@@ -361,26 +371,19 @@ export class WasmBackend implements Backend {
     if (ww.cols > this.maxCols) throw new Error(`internal: matmul of ${ww.cols} columns on a backend sized for ${this.maxCols}`);
     if (xs.length >= PANEL_MIN && this.panelFormat(ww)) return this.matmuls([[outs, w]], xs);
     const bt = this.batchBuffers();
-    // dispatches of at most MAX_BATCH vectors, of equal size
-    const per = Math.ceil(xs.length / Math.ceil(xs.length / MAX_BATCH));
+    const per = batchPer(xs.length);
     for (let b0 = 0; b0 < xs.length; b0 += per) {
       const nb = Math.min(per, xs.length - b0);
-      const outTab = new Uint32Array(this.memory.buffer, bt.outTab, nb);
-      for (let b = 0; b < nb; b++) outTab[b] = ptr(outs[b0 + b]!);
+      this.pointers(bt.outTab, outs, b0, nb);
+      this.pointers(bt.xTab, xs, b0, nb);
       const { rows, cols } = ww;
-      const base = { out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, nb };
+      const base = { out: bt.outTab, xq: bt.xTab, xs: 0, xb: 0, w: ww.ptr, s: 0, rows, cols, gs: 0, nb, rowBytes: rowBytesOf(ww) };
       let p: Product;
       if (ww.kind === 'f32' || ww.kind === 'f16' || ww.kind === 'bf16') {
-        const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
-        for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
-        p = ww.kind === 'f32'
-          ? { ...base, kernel: KERNEL.mmF32, rowBytes: 4 * cols }
-          : { ...base, kernel: this.halfKernels(ww)[1], rowBytes: 2 * cols };
+        p = { ...base, kernel: ww.kind === 'f32' ? KERNEL.mmF32 : this.halfKernels(ww)[1] };
       } else {
         if (ww.kind === 'Q8_0') {
           // ggml blocks, four vectors' blocks interleaved (quantizeBlocks32x4)
-          const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
-          for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
           this.k.quantizeBlocks32x4(bt.xq, bt.xs, bt.xb, bt.xTab, nb, cols);
         } else if (ww.kind === 'Q4_0') {
           // each vector into its own blocks and records, back to back
@@ -390,11 +393,9 @@ export class WasmBackend implements Backend {
           for (let b = 0; b < nb; b++) this.k.quantizeBlocks32(bt.xq + b * 2 * cols, bt.xs + b * (cols / 8), bt.xb + b * (cols / 8), ptr(xs[b0 + b]!), cols);
         }
         const kernel = { Q8_0: KERNEL.mmQ8_0, Q4_0: KERNEL.mmQ4_0, Q4_K: KERNEL.mmQ4_K, Q6_K: KERNEL.mmQ6_K }[ww.kind as 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K'];
-        p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, s: bt.xc, rowBytes: (ww.host as { rowBytes: number }).rowBytes, x8rows: ww.x8rows };
+        p = { ...base, kernel, xq: bt.xq, xs: bt.xs, xb: bt.xb, s: bt.xc, x8rows: ww.x8rows };
       }
-      const pool = this.poolFor(rows * cols * nb, rows * p.rowBytes * nb);
-      if (pool) this.runOn(pool, [p]);
-      else runRows(this.k, p, 0, rows);
+      this.runOn(this.poolFor(rows * cols * nb, rows * p.rowBytes * nb), [p]);
     }
   }
 
@@ -414,20 +415,17 @@ export class WasmBackend implements Backend {
     for (const [outs] of groups) if (outs.length !== xs.length) throw new Error(`internal: matmul of ${xs.length} inputs into ${outs.length} outputs`);
     const bt = this.batchBuffers();
     const pn = this.panelBuffers();
-    // dispatches of at most MAX_BATCH vectors, of equal size (each has PANEL_MIN or more)
-    const per = Math.ceil(xs.length / Math.ceil(xs.length / MAX_BATCH));
+    const per = batchPer(xs.length); // each dispatch has PANEL_MIN vectors or more
     for (let b0 = 0; b0 < xs.length; b0 += per) {
       const nb = Math.min(per, xs.length - b0);
-      const xTab = new Uint32Array(this.memory.buffer, bt.xTab, nb);
-      for (let b = 0; b < nb; b++) xTab[b] = ptr(xs[b0 + b]!);
+      this.pointers(bt.xTab, xs, b0, nb);
       let weights = 0, bytes = 0;
       const jobs = groups.map(([outs], i): Product => {
         const w = ws[i]!;
         const outTab = bt.outTab + 4 * MAX_BATCH * i;
-        const tab = new Uint32Array(this.memory.buffer, outTab, nb);
-        for (let b = 0; b < nb; b++) tab[b] = ptr(outs[b0 + b]!);
+        this.pointers(outTab, outs, b0, nb);
         const kernel = w.kind === 'f16' && this.special(w) ? KERNEL.pF16Exact : PANEL_KERNELS[w.kind!]!;
-        const rowBytes = w.kind === 'f32' ? 4 * cols : w.kind === 'f16' || w.kind === 'bf16' ? 2 * cols : (w.host as { rowBytes: number }).rowBytes;
+        const rowBytes = rowBytesOf(w);
         weights += w.rows * cols * nb;
         bytes += w.rows * rowBytes * nb;
         return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb, x8rows: w.x8rows };
@@ -436,10 +434,8 @@ export class WasmBackend implements Backend {
       // the inputs into panels first: a dispatch of its own, the slots split across the threads
       const slots = (nb + 7) & ~7;
       const pack: Product = { kernel: format === 'float' ? KERNEL.packF32 : KERNEL.quantPanels, out: bt.xTab, xq: pn.xp, xs: pn.xs, xb: 0, w: format === 'int4' ? 1 : 0, s: pn.scratch, rows: slots, cols, gs: pn.per, rowBytes: 0, nb };
-      if (pool) this.runOn(pool, [pack]);
-      else runRows(this.k, pack, 0, slots);
-      if (pool) this.runOn(pool, jobs);
-      else for (const p of jobs) runRows(this.k, p, 0, p.rows);
+      this.runOn(pool, [pack]);
+      this.runOn(pool, jobs);
     }
   }
 
@@ -517,8 +513,7 @@ export class WasmBackend implements Backend {
       if (p) jobs.push(p), (weights += p.rows * p.cols);
     });
     const pool = this.poolFor(weights, jobs.reduce((n, p) => n + p.rows * p.rowBytes, 0));
-    if (pool) this.runOn(pool, jobs);
-    else for (const p of jobs) runRows(this.k, p, 0, p.rows);
+    this.runOn(pool, jobs);
   }
 
   /** The pool for a dispatch of `weights` weights in `bytes` bytes, or undefined to run it here (see COLD_MIN_BYTES). */
@@ -529,9 +524,20 @@ export class WasmBackend implements Backend {
     return cold ? undefined : this.threadPool();
   }
 
-  private runOn(pool: ThreadPool, jobs: Product[]): void {
+  /** Run the jobs on the pool (rows split across its threads), or here when there is none. */
+  private runOn(pool: ThreadPool | undefined, jobs: Product[]): void {
+    if (!pool) {
+      for (const p of jobs) runRows(this.k, p, 0, p.rows);
+      return;
+    }
     pool.run(jobs);
     this.lastDispatch = performance.now();
+  }
+
+  /** Write the pointers of vs[b0 .. b0 + n) into the u32 table at `at`. */
+  private pointers(at: number, vs: readonly Vector[], b0: number, n: number): void {
+    const tab = new Uint32Array(this.memory.buffer, at, n);
+    for (let b = 0; b < n; b++) tab[b] = ptr(vs[b0 + b]!);
   }
 
   /**
@@ -557,14 +563,14 @@ export class WasmBackend implements Backend {
       case 'Q4_0': {
         if (this.special(w)) return this.refProduct(out, x, w);
         const q = this.quantized(xp, 'Q4_0', slot, (s) => this.k.quantizeBlocksQ4(s.xq, s.xs, s.xb, s.xc, xp, cols));
-        return { ...base, kernel: KERNEL.Q4_0, xq: q.xq, xs: q.xs, xb: q.xb, s: q.xc, rowBytes: (w.host as { rowBytes: number }).rowBytes, x8rows: w.x8rows };
+        return { ...base, kernel: KERNEL.Q4_0, xq: q.xq, xs: q.xs, xb: q.xb, s: q.xc, rowBytes: rowBytesOf(w), x8rows: w.x8rows };
       }
       case 'Q8_0':
       case 'Q4_K':
       case 'Q6_K': {
         if (kind === 'Q8_0' && this.special(w)) return this.refProduct(out, x, w);
         const q = this.quantized(xp, 'ggml', slot, (s) => this.k.quantizeBlocks32(s.xq, s.xs, s.xb, xp, cols));
-        return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: (w.host as { rowBytes: number }).rowBytes };
+        return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: rowBytesOf(w) };
       }
       case undefined:
         return this.refProduct(out, x, w);
@@ -664,8 +670,7 @@ export class WasmBackend implements Backend {
     };
     const macs = 2 * m * s.nHeads * (p0 + m) * s.headDim;
     const pool = this.poolFor(macs, 4 * macs);
-    if (pool) this.runOn(pool, [p]);
-    else runRows(this.k, p, 0, s.nHeads);
+    this.runOn(pool, [p]);
     return true;
   }
 
@@ -700,9 +705,7 @@ export class WasmBackend implements Backend {
     }
     const kvDim = s.nKvHeads * s.headDim;
     const p: Product = { kernel: KERNEL.attnRows, out: bt.tab, xq: 0, xs: 0, xb: 0, w: 0, s: kvDim, rows: n, cols: s.nHeads, gs: s.nKvHeads, rowBytes: s.headDim, nb: half ? 1 : 0 };
-    const pool = n > 1 ? this.poolFor(macs, 4 * macs) : undefined;
-    if (pool) this.runOn(pool, [p]);
-    else runRows(this.k, p, 0, n);
+    this.runOn(n > 1 ? this.poolFor(macs, 4 * macs) : undefined, [p]);
   }
 
   /**
