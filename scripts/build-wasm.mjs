@@ -19,18 +19,24 @@ const src = path.join(ROOT, 'asm/kernels.ts');
 const outFile = path.join(ROOT, 'dist/src/backend/wasm/kernels.wasm');
 fs.mkdirSync(path.dirname(outFile), { recursive: true });
 
-const { error, stderr } = await asc.main([
-  path.relative(process.cwd(), src),
-  '--outFile', path.relative(process.cwd(), outFile),
-  '-O3', '--noAssert',
-  '--runtime', 'stub',
-  '--importMemory',
-  '--sharedMemory', '--maximumMemory', '65536',
-  '--enable', 'simd,threads',
-]);
-if (error) {
-  console.error(stderr.toString());
-  console.error(`build-wasm: compiling ${src} failed: ${error.message}`);
-  process.exit(1);
+// twice: kernels.wasm with fixed-width SIMD (every Node ≥ 16), and kernels-relaxed.wasm with
+// relaxed SIMD too (ASC_FEATURE_RELAXED_SIMD is true there: Q4_0's panels multiply int8 by
+// nibbles, asm/kernels.ts panelQ4r); src/backend/wasm/loader.ts picks one at run time
+for (const [name, features] of [['kernels.wasm', 'simd,threads'], ['kernels-relaxed.wasm', 'simd,threads,relaxed-simd']]) {
+  const out = path.join(path.dirname(outFile), name);
+  const { error, stderr } = await asc.main([
+    path.relative(process.cwd(), src),
+    '--outFile', path.relative(process.cwd(), out),
+    '-O3', '--noAssert',
+    '--runtime', 'stub',
+    '--importMemory',
+    '--sharedMemory', '--maximumMemory', '65536',
+    '--enable', features,
+  ]);
+  if (error) {
+    console.error(stderr.toString());
+    console.error(`build-wasm: compiling ${src} (${features}) failed: ${error.message}`);
+    process.exit(1);
+  }
+  console.error(`build-wasm: wrote ${path.relative(ROOT, out)} (${fs.statSync(out).size} bytes)`);
 }
-console.error(`build-wasm: wrote ${path.relative(ROOT, outFile)} (${fs.statSync(outFile).size} bytes)`);

@@ -472,6 +472,9 @@ export function loadGgufModel(path: string, opts: GgufLoadOptions = {}): Model {
     const vector = (name: string): Float32Array => {
       const { info, bytes } = read(name, [config.dim], 'host');
       if (!canDequantize(info.type)) throw new UnsupportedModelError(`${path}: tensor ${name} has type ${info.typeName}, which llamats cannot read`);
+      // f32 (as llama.cpp writes norms) straight from the bytes: dequantizeRow's first call would
+      // compile its whole switch and build the f16 table, ~5 ms of a small model's load
+      if (info.type === GGML_TYPE.F32) return new Float32Array(bytes.slice(0, 4 * config.dim).buffer);
       const out = new Float32Array(config.dim);
       dequantizeRow(info.type, bytes, out, config.dim);
       return out;
