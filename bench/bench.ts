@@ -28,6 +28,7 @@ import { argmax, loadModel, Session } from '../src/index.js';
 import { kvCacheBytes } from '../src/model/forward.js';
 import { matrixBytes } from '../src/model/tensor.js';
 import { wasmBackend } from '../src/backend/wasm/wasm.js';
+import { kernelVariant } from '../src/backend/wasm/loader.js';
 import { ensureGguf } from './gen-models.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -276,7 +277,7 @@ async function main(): Promise<void> {
     '| model | type | file MB | steps / prompt | read file ms | load ms (× read) | threads | decode tok/s | llama.cpp decode 1t / 2t | × cpp | bound tok/s (× bound) | prefill tok/s | llama.cpp prefill 1t / 2t | × cpp | peak RSS MiB (× weights+KV; × above the runtime alone (MiB)) | llama.cpp peak RSS 1t / 2t |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  const run = `- \`${cmd}\` (\`npm run bench\` builds first), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, load average ${load} at the end; read bandwidth (SIMD kernel, 256 MiB) ${[...bw].map(([t, b]) => `${(b / 1e9).toFixed(1)} GB/s on ${t} thread${t > 1 ? 's' : ''}`).join(', ')}; copy bandwidth (1 thread, read + write) ${(copyBw / 1e9).toFixed(1)} GB/s; rows of ${[...new Set([...ran].map((k) => k.split(' | ')[0]))].join(', ')}`;
+  const run = `- \`${cmd}\` (\`npm run bench\` builds first), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, load average ${load} at the end; read bandwidth (SIMD kernel, 256 MiB) ${[...bw].map(([t, b]) => `${(b / 1e9).toFixed(1)} GB/s on ${t} thread${t > 1 ? 's' : ''}`).join(', ')}; copy bandwidth (1 thread, read + write) ${(copyBw / 1e9).toFixed(1)} GB/s; llamats kernels: ${kernelVariant()}; rows of ${[...new Set([...ran].map((k) => k.split(' | ')[0]))].join(', ')}`;
   console.log([run, ...head, ...rows].join('\n'));
   if (write) {
     // rows of models this run did not measure are kept, with the commands that made them

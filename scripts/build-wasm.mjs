@@ -1,7 +1,8 @@
 /**
- * Compile the AssemblyScript kernels (asm/kernels.ts) into dist/src/backend/wasm/kernels.wasm,
- * where src/backend/wasm/loader.ts finds it. Run by `npm run build` (and so by `npm ci`'s
- * `prepare`); the .wasm is a build output, never committed.
+ * Compile the AssemblyScript kernels (asm/kernels.ts) into dist/src/backend/wasm/kernels.wasm and
+ * kernels-relaxed.wasm (the same source with relaxed SIMD enabled), where
+ * src/backend/wasm/loader.ts finds them and picks one. Run by `npm run build` (and so by `npm ci`'s
+ * `prepare`); the .wasm files are build outputs, never committed.
  *
  * Flags: -O3 speed; SIMD (fixed-width v128, in every Node ≥ 16); the stub runtime, since the
  * kernels never allocate; the memory is imported, so JavaScript creates it (up to 4 GiB) and owns
