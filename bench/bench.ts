@@ -68,9 +68,15 @@ interface Theirs {
   peakRssMiB: number;
 }
 
-/** A deterministic prompt of `n` token ids (not special tokens). */
 /** Tokens of the warm-up prefill before the timed one, on both sides. */
 const WARMUP = 64;
+/**
+ * Timed passes of decode and of prefill in each child, the best one kept, on both sides: this
+ * machine's speed moves under a run (a Llama-2-7B Q4_0 decode gave 3.9 tok/s in one bench run and
+ * 4.9 standalone right after; steps of 157–274 ms within one process).
+ */
+const PASSES = 2;
+/** A deterministic prompt of `n` token ids (not special tokens). */
 const promptIds = (n: number) => Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + 13) % 31000));
 
 /** Child: llamats on one file. */
@@ -85,20 +91,27 @@ function measureOurs(file: string, threads: number, steps: number, prefill: numb
   const mats = new Set([w.classifier, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])]);
   const weightBytes = [...mats].reduce((a, m) => a + matrixBytes(m), 0);
   const fileWeightBytes = weightBytes + (mats.has(w.tokenEmbedding) ? 0 : matrixBytes(w.tokenEmbedding));
-  // decode, like run.c -t 0: BOS, then greedy; the clock starts after the first step
-  let token = 1;
-  let start = 0;
-  for (let pos = 0; pos < steps; pos++) {
-    token = argmax(session.forward(token, pos));
-    if (pos === 0) start = performance.now();
+  // decode, like run.c -t 0: BOS, then greedy; the clock starts after the first step (each pass
+  // from position 0 again: the cache is overwritten)
+  let decode = 0;
+  for (let pass = 0; pass < PASSES; pass++) {
+    let token = 1;
+    let start = 0;
+    for (let pos = 0; pos < steps; pos++) {
+      token = argmax(session.forward(token, pos));
+      if (pos === 0) start = performance.now();
+    }
+    decode = Math.max(decode, ((steps - 1) / (performance.now() - start)) * 1000);
   }
-  const decode = ((steps - 1) / (performance.now() - start)) * 1000;
   // prefill: the prompt's positions from 0 (the cache is overwritten), after a warm-up prefill of
   // one chunk (llama.cpp's side gets the same; V8 optimizes the batched path's code on first use)
   session.prefill(promptIds(Math.min(WARMUP, prefill)), 0);
-  const p0 = performance.now();
-  session.prefill(promptIds(prefill), 0);
-  const prefillTps = (prefill / (performance.now() - p0)) * 1000;
+  let prefillTps = 0;
+  for (let pass = 0; pass < PASSES; pass++) {
+    const p0 = performance.now();
+    session.prefill(promptIds(prefill), 0);
+    prefillTps = Math.max(prefillTps, (prefill / (performance.now() - p0)) * 1000);
+  }
   const peakRssMiB = peakRssKiB() / 1024; // before the read below
   const r0 = performance.now();
   readFileFresh(file);
@@ -136,19 +149,25 @@ async function measureTheirs(file: string, threads: number, steps: number, prefi
   const ctx = await model.createContext({ contextSize: Math.max(steps, prefill) + 8, threads, batchSize: 512 });
   const loadMs = performance.now() - l0;
   const seq = ctx.getSequence();
-  let n = 0;
-  let start = 0;
-  for await (const _ of seq.evaluate([1] as never, { temperature: 0 })) {
-    if (++n === 1) start = performance.now();
-    if (n >= steps - 1) break; // BOS + steps − 1 generated = steps positions, as ours
+  let decode = 0;
+  for (let pass = 0; pass < PASSES; pass++) {
+    let n = 0;
+    let start = 0;
+    for await (const _ of seq.evaluate([1] as never, { temperature: 0 })) {
+      if (++n === 1) start = performance.now();
+      if (n >= steps - 1) break; // BOS + steps − 1 generated = steps positions, as ours
+    }
+    decode = Math.max(decode, ((n - 1) / (performance.now() - start)) * 1000);
+    await seq.clearHistory();
   }
-  const decode = ((n - 1) / (performance.now() - start)) * 1000;
-  await seq.clearHistory();
   await seq.evaluateWithoutGeneratingNewTokens(promptIds(Math.min(WARMUP, prefill)) as never); // the same warm-up
-  await seq.clearHistory();
-  const p0 = performance.now();
-  await seq.evaluateWithoutGeneratingNewTokens(promptIds(prefill) as never);
-  const prefillTps = (prefill / (performance.now() - p0)) * 1000;
+  let prefillTps = 0;
+  for (let pass = 0; pass < PASSES; pass++) {
+    await seq.clearHistory();
+    const p0 = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(promptIds(prefill) as never);
+    prefillTps = Math.max(prefillTps, (prefill / (performance.now() - p0)) * 1000);
+  }
   const peakRssMiB = peakRssKiB() / 1024;
   await ctx.dispose();
   await model.dispose();
@@ -272,7 +291,7 @@ async function main(): Promise<void> {
   const load = os.loadavg()[0]!.toFixed(1);
   const head = [
     `Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / GiB).toFixed(0)} GiB, Node ${process.version}; llama.cpp = node-llama-cpp 3.21.1 (prebuilt CPU build)`,
-    `Decode: "steps" positions from BOS, greedy; prefill: a "prompt"-token prompt after a 64-token warm-up prefill (both engines). llama.cpp columns: 1 thread / 2 threads; "× cpp" is over its better one.`,
+    `Decode: "steps" positions from BOS, greedy; prefill: a "prompt"-token prompt after a 64-token warm-up prefill (both engines); each the best of ${PASSES} passes in one process (both engines). llama.cpp columns: 1 thread / 2 threads; "× cpp" is over its better one.`,
     '',
     '| model | type | file MB | steps / prompt | read file ms | load ms (× read) | threads | decode tok/s | llama.cpp decode 1t / 2t | × cpp | bound tok/s (× bound) | prefill tok/s | llama.cpp prefill 1t / 2t | × cpp | peak RSS MiB (× weights+KV; × above the runtime alone (MiB)) | llama.cpp peak RSS 1t / 2t |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
