@@ -43,7 +43,8 @@ export const MIN_PARALLEL_WEIGHTS = 512 * 1024;
  * 0.96 ms on 2 threads back to back, 1.38–1.44 ms after a 2–5 ms pause (1 thread: 1.4–2.2 ms) —
  * about 0.4 ms to wake. So for a model whose token reads fewer than COLD_MIN_BYTES in products
  * large enough to split (stories15M: only its classifier, 9.8 MB at Q8_0), a dispatch that finds
- * the workers asleep runs on the calling thread unless it alone reads that much (a prefill chunk).
+ * the workers asleep runs on the calling thread unless it alone reads that much. A prompt chunk's
+ * panel products and attention always take the pool (`poolFor`).
  */
 export const COLD_MIN_BYTES = 24 * 2 ** 20;
 
@@ -430,7 +431,7 @@ export class WasmBackend implements Backend {
         bytes += w.rows * rowBytes * nb;
         return { kernel, out: outTab, xq: pn.xp, xs: pn.xs, xb: 0, w: w.ptr, s: pn.scratch, rows: w.rows, cols, gs: pn.per, rowBytes, nb, x8rows: w.x8rows };
       });
-      const pool = this.poolFor(weights, bytes);
+      const pool = this.poolFor(weights, bytes, true);
       // the inputs into panels first: a dispatch of its own, the slots split across the threads
       const slots = (nb + 7) & ~7;
       const pack: Product = { kernel: format === 'float' ? KERNEL.packF32 : KERNEL.quantPanels, out: bt.xTab, xq: pn.xp, xs: pn.xs, xb: 0, w: format === 'int4' ? 1 : 0, s: pn.scratch, rows: slots, cols, gs: pn.per, rowBytes: 0, nb };
@@ -516,11 +517,16 @@ export class WasmBackend implements Backend {
     this.runOn(pool, jobs);
   }
 
-  /** The pool for a dispatch of `weights` weights in `bytes` bytes, or undefined to run it here (see COLD_MIN_BYTES). */
-  private poolFor(weights: number, bytes: number): ThreadPool | undefined {
+  /**
+   * The pool for a dispatch of `weights` weights in `bytes` bytes, or undefined to run it here (see
+   * COLD_MIN_BYTES). A prompt chunk's panel products (`chunk`) always take the pool: the first one
+   * may wake the workers, the thirty or so after it find them spinning. (Run here, they left the
+   * workers asleep for the next one too: a stories15M prefill ran its products on one thread.)
+   */
+  private poolFor(weights: number, bytes: number, chunk = false): ThreadPool | undefined {
     if (this.threads === 1 || weights < MIN_PARALLEL_WEIGHTS) return undefined;
     const min = wakeRule.coldMinBytes;
-    const cold = this.tokenBytes < min && bytes < min && performance.now() - this.lastDispatch >= SPIN_US / 1000;
+    const cold = !chunk && this.tokenBytes < min && bytes < min && performance.now() - this.lastDispatch >= SPIN_US / 1000;
     return cold ? undefined : this.threadPool();
   }
 
@@ -669,7 +675,7 @@ export class WasmBackend implements Backend {
       s: bt.scratch, gs: bt.per, rows: s.nHeads, cols: s.nKvHeads, rowBytes: s.headDim, nb: m,
     };
     const macs = 2 * m * s.nHeads * (p0 + m) * s.headDim;
-    const pool = this.poolFor(macs, 4 * macs);
+    const pool = this.poolFor(macs, 4 * macs, true);
     this.runOn(pool, [p]);
     return true;
   }
