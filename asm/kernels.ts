@@ -1505,7 +1505,7 @@ export function panelBytes(cols: i32, float: i32): i32 {
 
 /** Bytes of one thread's scratch for the panel products of `cols` columns. */
 export function panelScratchBytes(cols: i32): i32 {
-  return ((PANEL_TILE >> 2) * ((cols << 4) + GROUP_PAD) + PANEL_TILE * (cols >> 5) * 4 + (PANEL_TILE >> 2) * PANEL_MAX * 128 + 4096 + 63) & ~63;
+  return ((PANEL_TILE >> 2) * ((cols << 4) + GROUP_PAD) + 2 * PANEL_TILE * (cols >> 5) * 4 + (PANEL_TILE >> 2) * PANEL_MAX * 128 + 4096 + 63) & ~63;
 }
 
 /**
@@ -1628,12 +1628,14 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
 // @ts-ignore: decorator
 @inline function panelProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize, kind: i32, x8rows: i32): void {
   const nb = cols >> 5;
-  const float = kind <= 3 || kind >= 6;
-  const r4 = ASC_FEATURE_RELAXED_SIMD && kind == 5; // Q4_0 as nibbles × int8 activations (panelQ4r)
+  // relaxed SIMD: Q4_0 and Q4_K as nibbles × int8 activations (panelQ4r), not as floats or int16
+  const r4 = ASC_FEATURE_RELAXED_SIMD && (kind == 5 || kind == 6);
+  const float = !r4 && (kind <= 3 || kind >= 6);
   const rowBytes: usize = kind == 0 ? <usize>cols << 2 : kind <= 3 ? <usize>cols << 1 : kind <= 5 ? <usize>nb * (kind == 4 ? 34 : 18) : <usize>(cols >> 8) * (kind == 6 ? 144 : 210);
   const groupBytes: usize = (float ? <usize>cols << 4 : <usize>cols << 3) + GROUP_PAD; // 4 rows in the scratch
   const sd = scratch + <usize>(PANEL_TILE >> 2) * groupBytes; // scales: PANEL_TILE/4 groups of nb·16 bytes
-  const acc = sd + <usize>PANEL_TILE * (<usize>nb << 2);
+  const sm = sd + <usize>PANEL_TILE * (<usize>nb << 2); // Q4_K's mins (panelQ4r), as the scales
+  const acc = sm + <usize>PANEL_TILE * (<usize>nb << 2);
   const kbuf = acc + <usize>((PANEL_TILE >> 2) * PANEL_MAX) * 128; // K-quants: 4 rows' block, dequantized
   const pq = <usize>panelBytes(cols, float ? 1 : 0);
   for (let i0 = 0; i0 < rows; i0 += PANEL_TILE) {
@@ -1644,6 +1646,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
       const s2 = w + <usize>min(i + 2, i1 - 1) * rowBytes, s3 = w + <usize>min(i + 3, i1 - 1) * rowBytes;
       const dst = scratch + g * groupBytes;
       if (kind <= 3) interleaveFloats(dst, s0, s1, s2, s3, cols, kind == 0 ? -1 : kind - 1);
+      else if (r4 && kind == 6) nibblesQ4_K(dst, sd + g * (<usize>nb << 4), sm + g * (<usize>nb << 4), s0, s1, s2, s3, cols >> 8);
       else if (r4 && i + 4 <= x8rows) nibblesQ4x8(dst, sd + g * (<usize>nb << 4), w + <usize>(i & ~7) * rowBytes, (i >> 2) & 1, nb);
       else if (r4) nibblesQ4_0(dst, sd + g * (<usize>nb << 4), s0, s1, s2, s3, nb);
       else if (kind == 5 && i + 4 <= x8rows) interleaveQ4x8(dst, sd + g * (<usize>nb << 4), w + <usize>(i & ~7) * rowBytes, (i >> 2) & 1, nb);
@@ -1662,7 +1665,11 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
           const a = acc + (<usize>(g * np + v) << 7);
           const q = scratch + <usize>g * groupBytes;
           if (float) panelF32(q + (<usize>k0 << 4), xp + <usize>v * pq + (<usize>k0 << 5), n, a);
-          else if (r4) panelQ4r(q + (<usize>k0 << 2), sd + <usize>g * (<usize>nb << 4) + (<usize>(k0 >> 5) << 4), xp + <usize>v * pq + (<usize>k0 << 3), xs + <usize>v * <usize>cols + (<usize>(k0 >> 5) << 5), xp + <usize>v * pq + (<usize>cols << 3) + (<usize>(k0 >> 5) << 5), n >> 5, a);
+          else if (r4) {
+            const o = <usize>g * (<usize>nb << 4) + (<usize>(k0 >> 5) << 4);
+            const pv = xp + <usize>v * pq;
+            panelQ4r(q + (<usize>k0 << 2), sd + o, sm + o, pv + (<usize>k0 << 3), xs + <usize>v * <usize>cols + (<usize>(k0 >> 5) << 5), pv + (<usize>cols << 3) + (<usize>(k0 >> 5) << 5), n >> 5, a, kind == 6);
+          }
           else panelQ(q + (<usize>k0 << 3), sd + <usize>g * (<usize>nb << 4) + (<usize>(k0 >> 5) << 4), xp + <usize>v * pq + (<usize>k0 << 4), xs + <usize>v * <usize>cols + (<usize>(k0 >> 5) << 5), n >> 5, a);
         }
       }
@@ -1930,11 +1937,11 @@ const ONES16 = memory.data<i32>([0x00010001, 0x00010001, 0x00010001, 0x00010001]
  * integer sums less 8 · Σ q, then sum += f32(isum) · (d · xs), as panelQ.
  */
 // @ts-ignore: decorator
-@inline function panelQ4r(q: usize, ds: usize, pp: usize, ps: usize, pc: usize, nb: i32, acc: usize): void {
+@inline function panelQ4r(q: usize, ds: usize, dm: usize, pp: usize, ps: usize, pc: usize, nb: i32, acc: usize, mins: bool): void {
   let p = pp;
   const ones = v128.load(ONES16);
   for (let b = 0; b < nb; b++) {
-    let a0 = i16x8.splat(0), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+    let a0 = i16x8.splat(0), a1 = a0, b0 = a0, b1 = a0, c0_ = a0, c1_ = a0, d0 = a0, d1 = a0;
     const end = q + 128;
     for (; q < end; q += 16) {
       const x0 = v128.load(p), x1 = v128.load(p, 16);
@@ -1943,14 +1950,23 @@ const ONES16 = memory.data<i32>([0x00010001, 0x00010001, 0x00010001, 0x00010001]
       s = v128.load32_splat(q, 4);
       b0 = i16x8.add(b0, i16x8.relaxed_dot_i8x16_i7x16_s(x0, s)); b1 = i16x8.add(b1, i16x8.relaxed_dot_i8x16_i7x16_s(x1, s));
       s = v128.load32_splat(q, 8);
-      c0 = i16x8.add(c0, i16x8.relaxed_dot_i8x16_i7x16_s(x0, s)); c1 = i16x8.add(c1, i16x8.relaxed_dot_i8x16_i7x16_s(x1, s));
+      c0_ = i16x8.add(c0_, i16x8.relaxed_dot_i8x16_i7x16_s(x0, s)); c1_ = i16x8.add(c1_, i16x8.relaxed_dot_i8x16_i7x16_s(x1, s));
       s = v128.load32_splat(q, 12);
       d0 = i16x8.add(d0, i16x8.relaxed_dot_i8x16_i7x16_s(x0, s)); d1 = i16x8.add(d1, i16x8.relaxed_dot_i8x16_i7x16_s(x1, s));
       p += 32;
     }
     const xs = ps + (<usize>b << 5), xs0 = v128.load(xs), xs1 = v128.load(xs, 16);
     const cs = pc + (<usize>b << 5), cs0 = v128.load(cs), cs1 = v128.load(cs, 16);
-    const dp = ds + (<usize>b << 4);
+    const dp = ds + (<usize>b << 4), mp = dm + (<usize>b << 4);
+    if (mins) {
+      // Q4_K: Σ (A·q − dmin·m)·x = A·Σ q·x − (dmin·m / 8)·(8·Σ x), A = d·sc, both per row and block
+      const c0 = f32x4.convert_i32x4_s(cs0), c1 = f32x4.convert_i32x4_s(cs1);
+      finishK(acc, a0, a1, v128.load32_splat(dp), v128.load32_splat(mp), xs0, xs1, c0, c1, ones);
+      finishK(acc + 32, b0, b1, v128.load32_splat(dp, 4), v128.load32_splat(mp, 4), xs0, xs1, c0, c1, ones);
+      finishK(acc + 64, c0_, c1_, v128.load32_splat(dp, 8), v128.load32_splat(mp, 8), xs0, xs1, c0, c1, ones);
+      finishK(acc + 96, d0, d1, v128.load32_splat(dp, 12), v128.load32_splat(mp, 12), xs0, xs1, c0, c1, ones);
+      continue;
+    }
     let d = v128.load32_splat(dp);
     v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(a0, ones), cs0)), f32x4.mul(d, xs0))));
     v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(a1, ones), cs1)), f32x4.mul(d, xs1))), 16);
@@ -1958,11 +1974,57 @@ const ONES16 = memory.data<i32>([0x00010001, 0x00010001, 0x00010001, 0x00010001]
     v128.store(acc, f32x4.add(v128.load(acc, 32), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(b0, ones), cs0)), f32x4.mul(d, xs0))), 32);
     v128.store(acc, f32x4.add(v128.load(acc, 48), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(b1, ones), cs1)), f32x4.mul(d, xs1))), 48);
     d = v128.load32_splat(dp, 8);
-    v128.store(acc, f32x4.add(v128.load(acc, 64), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(c0, ones), cs0)), f32x4.mul(d, xs0))), 64);
-    v128.store(acc, f32x4.add(v128.load(acc, 80), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(c1, ones), cs1)), f32x4.mul(d, xs1))), 80);
+    v128.store(acc, f32x4.add(v128.load(acc, 64), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(c0_, ones), cs0)), f32x4.mul(d, xs0))), 64);
+    v128.store(acc, f32x4.add(v128.load(acc, 80), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(c1_, ones), cs1)), f32x4.mul(d, xs1))), 80);
     d = v128.load32_splat(dp, 12);
     v128.store(acc, f32x4.add(v128.load(acc, 96), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(d0, ones), cs0)), f32x4.mul(d, xs0))), 96);
     v128.store(acc, f32x4.add(v128.load(acc, 112), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(d1, ones), cs1)), f32x4.mul(d, xs1))), 112);
+  }
+}
+
+/** One row's 8 sums of a Q4_K block (int16 pairs s0, s1) into acc[0 … 32): (acc + f32(isum)·(A·xs)) − f32(8Σx)·(m·xs). */
+// @ts-ignore: decorator
+@inline function finishK(acc: usize, s0: v128, s1: v128, a: v128, m: v128, xs0: v128, xs1: v128, c0: v128, c1: v128, ones: v128): void {
+  v128.store(acc, f32x4.sub(f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(i32x4.dot_i16x8_s(s0, ones)), f32x4.mul(a, xs0))), f32x4.mul(c0, f32x4.mul(m, xs0))));
+  v128.store(acc, f32x4.sub(f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(i32x4.dot_i16x8_s(s1, ones)), f32x4.mul(a, xs1))), f32x4.mul(c1, f32x4.mul(m, xs1))), 16);
+}
+
+/**
+ * Four Q4_K rows (nbk blocks of 256) as nibble quads (layout above, a 32-weight sub-block per
+ * block of the scratch), each row's sub-block factors as f32: A = d·sc at ds + 16b + 4r and
+ * dmin·m / 8 at dm + 16b + 4r (sc, m: the 6-bit scale and min, as dequantQ4_K reads them).
+ */
+// @ts-ignore: decorator
+@inline function nibblesQ4_K(dst: usize, ds: usize, dm: usize, s0: usize, s1: usize, s2: usize, s3: usize, nbk: i32): void {
+  const m4 = i8x16.splat(15);
+  for (let b = 0; b < nbk; b++) {
+    const o = <usize>b * 144;
+    for (let r = 0; r < 4; r++) {
+      const p = (r == 0 ? s0 : r == 1 ? s1 : r == 2 ? s2 : s3) + o;
+      const d = h2f(<u32>load<u16>(p)), dmin = h2f(<u32>load<u16>(p, 2));
+      for (let j = 0; j < 8; j++) {
+        let sc: u32, m: u32;
+        if (j < 4) {
+          sc = <u32>load<u8>(p + 4 + <usize>j) & 63; m = <u32>load<u8>(p + 8 + <usize>j) & 63;
+        } else {
+          sc = (<u32>load<u8>(p + 8 + <usize>j) & 15) | ((<u32>load<u8>(p + <usize>j) >> 6) << 4);
+          m = (<u32>load<u8>(p + 8 + <usize>j) >> 4) | ((<u32>load<u8>(p + 4 + <usize>j) >> 6) << 4);
+        }
+        const at = (<usize>((b << 3) + j) << 4) + (<usize>r << 2);
+        store<f32>(ds + at, d * <f32>sc);
+        store<f32>(dm + at, (dmin * <f32>m) * 0.125);
+      }
+    }
+    // qs[32c … 32c+31]: low nibbles sub-block 2c, high nibbles 2c + 1; each 16 bytes four quads
+    for (let c = 0; c < 4; c++) {
+      for (let h = 0; h < 2; h++) {
+        const at = o + 16 + (<usize>c << 5) + (<usize>h << 4);
+        const a = v128.load(s0 + at), e = v128.load(s1 + at), f = v128.load(s2 + at), g = v128.load(s3 + at);
+        const lo = dst + (<usize>((b << 3) + 2 * c) << 7) + (<usize>h << 6);
+        storeT4(lo, v128.and(a, m4), v128.and(e, m4), v128.and(f, m4), v128.and(g, m4));
+        storeT4(lo + 128, v128.and(i16x8.shr_u(a, 4), m4), v128.and(i16x8.shr_u(e, 4), m4), v128.and(i16x8.shr_u(f, 4), m4), v128.and(i16x8.shr_u(g, 4), m4));
+      }
+    }
   }
 }
 
@@ -2005,8 +2067,9 @@ export function panelF16ExactProduct(outTab: usize, outOff: usize, nv: i32, xp: 
 export function panelQ8_0Product(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
   panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 4, 0);
 }
-export function panelQ4_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
-  panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 6, 0);
+/** Q4_K: `xp` float panels, or with relaxed SIMD int8 ones (quantizePanels, q4 = 1; xs: their scales). */
+export function panelQ4_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, xs: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
+  panelProduct(outTab, outOff, nv, xp, xs, w, rows, cols, scratch, 6, 0);
 }
 export function panelQ6_KProduct(outTab: usize, outOff: usize, nv: i32, xp: usize, w: usize, rows: i32, cols: i32, scratch: usize): void {
   panelProduct(outTab, outOff, nv, xp, 0, w, rows, cols, scratch, 7, 0);

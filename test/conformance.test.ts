@@ -42,13 +42,23 @@ const OTHERS = BACKEND_NAMES.filter((n): n is Exclude<BackendName, 'ref'> => n !
 const Q4_0_BOUND = 2e-6;
 
 /**
- * With relaxed SIMD (kernels-relaxed.wasm, src/backend/wasm/loader.ts), Q4_0's panel products (8
- * or more vectors) take int8 activations (±127, as llama.cpp's Q8_0 activations of its Q4_0
- * products): about (2.2 / 127)² / 12 ≈ 2.5e-5 of the activations' variance, more where a short
- * row's terms cancel.
+ * With relaxed SIMD (kernels-relaxed.wasm, src/backend/wasm/loader.ts), Q4_0's and Q4_K's panel
+ * products (8 or more vectors) take int8 activations (±127, as llama.cpp's Q8_0 activations of its
+ * Q4_0 / Q4_K products): about (2.2 / 127)² / 12 ≈ 2.5e-5 of the activations' variance, more where
+ * a short row's terms cancel.
  */
-const Q4_0_INT8_BOUND = 2e-4;
+const INT8_BOUND = 2e-4;
 const RELAXED = kernelVariant() === 'relaxed-simd';
+
+/** int8 activations of a relaxed panel (asm/kernels.ts quantizePanelsQ4r): block b's values and scale. */
+function int8Block(x: Float32Array, b: number): { q: number[]; d: number } {
+  const f = Math.fround;
+  const rne = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
+  let amax = 0;
+  for (let k = 0; k < 32; k++) amax = Math.max(amax, Math.abs(x[32 * b + k]!));
+  const d = f(amax / 127), id = d !== 0 ? f(1 / d) : 0;
+  return { q: Array.from({ length: 32 }, (_, k) => rne(f(x[32 * b + k]! * id))), d };
+}
 
 /**
  * The plain twin of the relaxed Q4_0 panel product (asm/kernels.ts quantizePanelsQ4r, panelQ4r):
@@ -58,19 +68,41 @@ const RELAXED = kernelVariant() === 'relaxed-simd';
  */
 function q4_0Int8Row(m: GgmlMatrix, i: number, x: Float32Array): number {
   const bytes = ggmlData(m), h16 = f16ToF32Table(), f = Math.fround;
-  const rne = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
   let sum = 0;
   for (let b = 0; b < m.cols / 32; b++) {
-    let amax = 0;
-    for (let k = 0; k < 32; k++) amax = Math.max(amax, Math.abs(x[32 * b + k]!));
-    const d = f(amax / 127), id = d !== 0 ? f(1 / d) : 0;
+    const { q, d } = int8Block(x, b);
     const o = i * m.rowBytes + 18 * b;
     let isum = 0;
-    for (let j = 0; j < 16; j++) {
-      const qs = bytes[o + 2 + j]!;
-      isum += ((qs & 15) - 8) * rne(f(x[32 * b + j]! * id)) + ((qs >> 4) - 8) * rne(f(x[32 * b + j + 16]! * id));
-    }
+    for (let j = 0; j < 16; j++) isum += ((bytes[o + 2 + j]! & 15) - 8) * q[j]! + ((bytes[o + 2 + j]! >> 4) - 8) * q[j + 16]!;
     sum = f(sum + f(f(isum) * f(h16[bytes[o]! | (bytes[o + 1]! << 8)]! * d)));
+  }
+  return sum;
+}
+
+/**
+ * The plain twin of the relaxed Q4_K panel product (asm/kernels.ts nibblesQ4_K, panelQ4r with
+ * mins): per 32-weight sub-block with scale sc and min m (6 bits each), A = d·sc and M = dmin·m / 8
+ * in float32, the exact Σ q · x_q and 8 · Σ x_q, then sum = (sum + f32(isum)·(A·d_x)) − f32(8Σx_q)·(M·d_x).
+ */
+function q4_KInt8Row(m: GgmlMatrix, i: number, x: Float32Array): number {
+  const bytes = ggmlData(m), h16 = f16ToF32Table(), f = Math.fround;
+  let sum = 0;
+  for (let sb = 0; sb < m.cols / 256; sb++) {
+    const o = i * m.rowBytes + 144 * sb;
+    const d = h16[bytes[o]! | (bytes[o + 1]! << 8)]!, dmin = h16[bytes[o + 2]! | (bytes[o + 3]! << 8)]!;
+    for (let j = 0; j < 8; j++) {
+      const sc = j < 4 ? bytes[o + 4 + j]! & 63 : (bytes[o + 8 + j]! & 15) | ((bytes[o + j]! >> 6) << 4);
+      const mn = j < 4 ? bytes[o + 8 + j]! & 63 : (bytes[o + 8 + j]! >> 4) | ((bytes[o + 4 + j]! >> 6) << 4);
+      const { q, d: dx } = int8Block(x, 8 * sb + j);
+      let isum = 0, sx = 0;
+      for (let l = 0; l < 32; l++) {
+        const qs = bytes[o + 16 + 32 * (j >> 1) + l]!;
+        isum += ((j & 1) === 0 ? qs & 15 : qs >> 4) * q[l]!;
+        sx += q[l]!;
+      }
+      const A = f(d * sc), M = f(f(dmin * mn) * 0.125);
+      sum = f(f(sum + f(f(isum) * f(A * dx))) - f(f(8 * sx) * f(M * dx)));
+    }
   }
   return sum;
 }
@@ -467,13 +499,14 @@ test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 3 th
         // float and K-quant weights in panels (B ≥ PANEL_MIN) sum their float32 values column by
         // column, as the plain loop `s += w[k]·x[k]` in float32 (run.c's matmul) does (K-quants:
         // dequantized as readRow does); everything else equals matvec
-        const sequential = nb >= PANEL_MIN && ['f32', 'f16', 'bf16', 'Q4_K', 'Q6_K'].includes(type);
-        // Q4_0 panels with relaxed SIMD: int8 activations, equal to their plain twin instead
-        const int8 = RELAXED && nb >= PANEL_MIN && type === 'Q4_0';
+        // Q4_0 and Q4_K panels with relaxed SIMD: int8 activations, equal to their plain twin instead
+        const int8 = RELAXED && nb >= PANEL_MIN && (type === 'Q4_0' || type === 'Q4_K');
+        const sequential = !int8 && nb >= PANEL_MIN && ['f32', 'f16', 'bf16', 'Q4_K', 'Q6_K'].includes(type);
         for (let b = 0; b < nb; b++) {
           const got = Float32Array.from(be.read(outs[b]!));
           if (int8) {
-            const want = Float32Array.from({ length: rows }, (_, i) => q4_0Int8Row(m as GgmlMatrix, i, xs[b]!));
+            const twin = type === 'Q4_0' ? q4_0Int8Row : q4_KInt8Row;
+            const want = Float32Array.from({ length: rows }, (_, i) => twin(m as GgmlMatrix, i, xs[b]!));
             assert.deepEqual(got, want, `${type} ${rows}x${cols} B=${nb} vector ${b}: relaxed panel product ≠ its plain twin`);
           } else if (sequential) {
             const row = new Float32Array(cols);
@@ -492,11 +525,11 @@ test('wasm vs ref: matmul (B vectors × one weight) for B = 1 … 67, 1 and 3 th
           allRef.set(ref.read(rOuts[b]!), b * rows);
         }
         const e = nmse(allRef, all);
-        const limit = int8 ? Q4_0_INT8_BOUND : bound;
+        const limit = int8 ? INT8_BOUND : bound;
         assert.ok(e <= limit, `${type} ${rows}x${cols} B=${nb} (${threads} threads): nmse ${e} > ${limit}`);
       }
     }
-    t.diagnostic(`${type} ${rows}x${cols}: B = 1 … 67 within ${bound}, equal to matvec (float panels: to the float32 loop${RELAXED ? '; Q4_0 panels: to their int8 twin' : ''}) bit for bit`);
+    t.diagnostic(`${type} ${rows}x${cols}: B = 1 … 67 within ${bound}, equal to matvec (float panels: to the float32 loop${RELAXED ? '; Q4_0 / Q4_K panels: to their int8 twin' : ''}) bit for bit`);
   }
 });
 
@@ -629,8 +662,8 @@ test('Session.prefill and forwardBatch equal forward token by token (ref: bit fo
       const same = (a: Float32Array, b: Float32Array, what: string) => {
         if (exact) return assert.deepEqual(a, b, what);
         // int16 activations of Q8_0 / Q4_0 turn the rounding differences into a step of their grid;
-        // with relaxed SIMD, Q4_0's prompt chunks take int8 activations (Q4_0_INT8_BOUND)
-        const bound = type === 'Q4_0' && RELAXED ? Q4_0_INT8_BOUND : type === 'Q8_0' || type === 'Q4_0' ? 1e-8 : 1e-10;
+        // with relaxed SIMD, Q4_0's prompt chunks take int8 activations (INT8_BOUND)
+        const bound = type === 'Q4_0' && RELAXED ? INT8_BOUND : type === 'Q8_0' || type === 'Q4_0' ? 1e-8 : 1e-10;
         assert.ok(nmse(b, a) < bound, `${what}: nmse ${nmse(b, a)}`);
         assert.equal(a.indexOf(Math.max(...a)), b.indexOf(Math.max(...b)), `${what}: argmax`);
       };

@@ -104,7 +104,7 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
     case KERNEL.pF16Exact: return k.panelF16ExactProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ8_0: return k.panelQ8_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ4_0: return k.panelQ4_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs, x8Rows(p, r0, n));
-    case KERNEL.pQ4_K: return k.panelQ4_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ4_K: return k.panelQ4_KProduct(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ6_K: return k.panelQ6_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
   }
 }

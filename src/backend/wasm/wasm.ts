@@ -443,9 +443,12 @@ export class WasmBackend implements Backend {
   /**
    * The panels a weight's panel product takes, or undefined without one: 'float' (f32 / f16 /
    * bf16; Q4_K / Q6_K, dequantized to f32 in the scratch), 'int' (Q8_0) or 'int4' (Q4_0, whose
-   * activations are quantized to ±1927), both with finite scales.
+   * activations are quantized to ±1927; with relaxed SIMD to int8, and Q4_K's too), both with
+   * finite scales.
    */
   private panelFormat(w: WasmWeight): 'float' | 'int' | 'int4' | undefined {
+    // with relaxed SIMD Q4_K takes int8 panels too (asm/kernels.ts panelQ4r, nibblesQ4_K)
+    if (w.kind === 'Q4_K' && this.k.relaxedSimd() === 1) return 'int4';
     if (w.kind === 'f32' || w.kind === 'f16' || w.kind === 'bf16' || w.kind === 'Q4_K' || w.kind === 'Q6_K') return 'float';
     if ((w.kind === 'Q8_0' || w.kind === 'Q4_0') && !this.special(w)) return w.kind === 'Q4_0' ? 'int4' : 'int';
     return undefined;
