@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { formatBytes } from './errors.js';
+import { kernelVariant } from './backend/wasm/loader.js';
 
 export type RunCommand = (cmd: string, args: readonly string[]) => { stdout: string; status: number | null } | null;
 
@@ -51,6 +52,7 @@ export interface DoctorReport {
     logicalCores: number | null;
     simd: string[]; // the flags that matter to matmul kernels, in a fixed order
     wasmSimd: boolean; // this Node validates a v128 module
+    kernels: 'relaxed-simd' | 'simd' | null; // the wasm kernels llamats runs here (backend/wasm/loader.ts); null: none
   };
   memory: {
     totalBytes: number | null; // MemTotal
@@ -123,7 +125,17 @@ function readCpu(proc: string): DoctorReport['cpu'] {
     logicalCores: cpus.length > 0 ? cpus.length : null,
     simd: SIMD_FLAGS.filter(([flag]) => flags.has(flag)).map(([, name]) => name),
     wasmSimd: wasmSimdSupported(),
+    kernels: kernelsHere(),
   };
+}
+
+/** Which wasm kernels module this process runs (compiling it), or null when none can run. */
+function kernelsHere(): 'relaxed-simd' | 'simd' | null {
+  try {
+    return kernelVariant();
+  } catch {
+    return null;
+  }
 }
 
 /** A module with one function returning `v128.const 0`: valid only where WebAssembly SIMD is. */

@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { kernelVariant } from '../src/backend/wasm/loader.js';
 import { diagnose, type RunCommand } from '../src/doctor.js';
 import { formatDoctorReport } from '../src/cli/doctor.js';
 import { runCli, tempDir } from './helpers.js';
@@ -48,10 +49,12 @@ test('a CPU-only box with a cgroup v2 limit', (t) => {
     'lib/libc.so.6': '',
   });
   const r = diagnose({ procRoot: `${d}/proc`, sysRoot: `${d}/sys`, libRoots: [`${d}/lib`], pathDirs: [`${d}/bin`], icdDirs: [], run: noRun });
-  assert.deepEqual({ ...r.cpu, wasmSimd: undefined }, {
+  assert.deepEqual({ ...r.cpu, wasmSimd: undefined, kernels: undefined }, {
     model: 'Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz', physicalCores: 2, logicalCores: 4,
-    simd: ['sse4_2', 'avx', 'avx2', 'fma', 'f16c'], wasmSimd: undefined,
+    simd: ['sse4_2', 'avx', 'avx2', 'fma', 'f16c'], wasmSimd: undefined, kernels: undefined,
   });
+  // this process's kernels (built by npm run build): relaxed SIMD where the engine takes it
+  assert.equal(r.cpu.kernels, kernelVariant());
   assert.equal(r.cpu.wasmSimd, true); // Node 20 has WebAssembly SIMD
   assert.deepEqual(r.memory, { totalBytes: 16 * GiB, availableBytes: 7 * GiB, cgroupVersion: 2, cgroupLimitBytes: 8 * GiB, effectiveBytes: 8 * GiB });
   assert.deepEqual(r.nvidia, { pciDevices: 0, kernelModule: false, driverVersion: null, maxCudaVersion: null, nvidiaSmi: null, nvidiaSmiWorks: null, gpus: [] });
@@ -162,7 +165,7 @@ test('an NVIDIA GPU on the PCI bus with no driver, and nothing readable elsewher
   const d = tempDir(t);
   tree(d, { 'sys/bus/pci/devices/0000:01:00.0/vendor': '0x10de\n', 'sys/bus/pci/devices/0000:01:00.0/class': '0x030000\n' });
   const r = diagnose({ procRoot: `${d}/no-proc`, sysRoot: `${d}/sys`, libRoots: [], pathDirs: [], icdDirs: [], run: noRun });
-  assert.deepEqual({ ...r.cpu, wasmSimd: true }, { model: null, physicalCores: null, logicalCores: null, simd: [], wasmSimd: true });
+  assert.deepEqual({ ...r.cpu, wasmSimd: true, kernels: null }, { model: null, physicalCores: null, logicalCores: null, simd: [], wasmSimd: true, kernels: null });
   assert.deepEqual(r.memory, { totalBytes: null, availableBytes: null, cgroupVersion: null, cgroupLimitBytes: null, effectiveBytes: null });
   assert.equal(r.nvidia.pciDevices, 1);
   assert.match(r.advice[0]!, /^an NVIDIA GPU is on the PCI bus but the NVIDIA kernel driver is not loaded .*sudo ubuntu-drivers install/);

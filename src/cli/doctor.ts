@@ -39,6 +39,9 @@ export function formatDoctorReport(r: DoctorReport): string {
       [cpu.model !== null, `${cpu.model ?? 'unknown model'}, ${cpu.physicalCores ?? '?'} cores, ${cpu.logicalCores ?? '?'} threads`],
       [cpu.simd.length > 0, `SIMD: ${cpu.simd.join(' ') || 'none known'}`],
       [cpu.wasmSimd, `WebAssembly SIMD in this Node: ${cpu.wasmSimd ? 'yes' : 'no'}`],
+      [cpu.kernels !== null, cpu.kernels === 'relaxed-simd'
+        ? 'kernels: relaxed SIMD (Q4_0 / Q4_K prompts with int8 activations; LLAMATS_RELAXED_SIMD=0 turns it off)'
+        : cpu.kernels === 'simd' ? 'kernels: fixed-width SIMD (LLAMATS_RELAXED_SIMD=0, or this engine has no relaxed SIMD)' : 'kernels: none (run `npm run build`)'],
     ]],
     ['Memory', [
       [mem.totalBytes !== null, `${bytes(mem.totalBytes)} total, ${bytes(mem.availableBytes)} available`],
