@@ -3,9 +3,9 @@
  * scripts/build-wasm.mjs next to this file in dist/), once per process. Synchronous, so that a
  * Session can be created without await (Node compiles modules of any size synchronously).
  *
- * Two builds of the same source: kernels-relaxed.wasm uses relaxed SIMD (Q4_0's panel products
- * multiply int8 by nibbles, 1.6–1.7× the int16 tile; asm/kernels.ts panelQ4r), kernels.wasm only
- * fixed-width SIMD. The relaxed one is used where the engine accepts it: by default in Node ≥ 22;
+ * Two builds of the same source: kernels-relaxed.wasm uses relaxed SIMD (Q4_0's and Q4_K's panel
+ * products multiply int8 by nibbles, 1.6–1.7× the int16 tile; asm/kernels.ts panelQ4r),
+ * kernels.wasm only fixed-width SIMD. The relaxed one is used where the engine accepts it: by default in Node ≥ 22;
  * Node 20's V8 (11.3) has it behind `--experimental-wasm-relaxed-simd`, which this loader turns on
  * (`v8.setFlagsFromString`, before its first compile; it only lets wasm modules use more
  * instructions) and then checks with `relaxedSelfTest` before it trusts the module.
