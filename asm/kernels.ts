@@ -1854,7 +1854,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
 
 
 // ---------------------------------------------------------------------------------------------
-// Q4_0 panels with relaxed SIMD (kernels-relaxed.wasm only: ASC_FEATURE_RELAXED_SIMD is a
+// Q4_0 and Q4_K panels with relaxed SIMD (kernels-relaxed.wasm only: ASC_FEATURE_RELAXED_SIMD is a
 // compile-time constant; scripts/build-wasm.mjs builds this file twice, src/backend/wasm/loader.ts
 // picks the module). `i16x8.relaxed_dot_i8x16_i7x16_s` multiplies 16 int8 activations by 16
 // weights of 7 bits (Q4_0's nibbles 0 … 15 are) and adds adjacent pairs into int16 lanes: 16
@@ -1868,8 +1868,10 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
 //   panel (quantizePanelsQ4r): quad m (columns 4m … 4m+3) of vector t at xp + p·panelBytes + 32m + 4t
 //     (int8), block b's scale at xs + p·cols + 32b + 4t (as quantizePanels), and 8 · Σ q of the
 //     block at xp + p·panelBytes + 8·cols + 32b + 4t (int32);
-//   scratch (nibblesQ4_0 / nibblesQ4x8): row r's quad m as four bytes 0 … 15 at q + 16m + 4r,
-//     the rows' scales as f32 at ds + 16b + 4r (as interleaveBlocks).
+//   scratch (nibblesQ4_0 / nibblesQ4x8 / nibblesQ4_K): row r's quad m as four bytes 0 … 15 at
+//     q + 16m + 4r, the rows' scales as f32 at ds + 16b + 4r (as interleaveBlocks); Q4_K: a
+//     32-weight sub-block per block, d·sc at ds and dmin·m / 8 at dm (the min term: its product
+//     with the panel's 8 · Σ q, taken off in float32).
 
 /** int8 panels for panelQ4r (layout above): slots [v0, v1) as quantizePanels; tmp: 3·cols bytes. */
 function quantizePanelsQ4r(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i32, cols: i32, v0: i32, v1: i32): void {
