@@ -1589,19 +1589,18 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
     }
     const xs = ps + (<usize>b << 5), xs0 = v128.load(xs), xs1 = v128.load(xs, 16);
     const dp = ds + (<usize>b << 4);
-    let d = v128.load32_splat(dp);
-    v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(a0), f32x4.mul(d, xs0))));
-    v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), f32x4.mul(d, xs1))), 16);
-    d = v128.load32_splat(dp, 4);
-    v128.store(acc, f32x4.add(v128.load(acc, 32), f32x4.mul(f32x4.convert_i32x4_s(b0), f32x4.mul(d, xs0))), 32);
-    v128.store(acc, f32x4.add(v128.load(acc, 48), f32x4.mul(f32x4.convert_i32x4_s(b1), f32x4.mul(d, xs1))), 48);
-    d = v128.load32_splat(dp, 8);
-    v128.store(acc, f32x4.add(v128.load(acc, 64), f32x4.mul(f32x4.convert_i32x4_s(c0), f32x4.mul(d, xs0))), 64);
-    v128.store(acc, f32x4.add(v128.load(acc, 80), f32x4.mul(f32x4.convert_i32x4_s(c1), f32x4.mul(d, xs1))), 80);
-    d = v128.load32_splat(dp, 12);
-    v128.store(acc, f32x4.add(v128.load(acc, 96), f32x4.mul(f32x4.convert_i32x4_s(d0), f32x4.mul(d, xs0))), 96);
-    v128.store(acc, f32x4.add(v128.load(acc, 112), f32x4.mul(f32x4.convert_i32x4_s(d1), f32x4.mul(d, xs1))), 112);
+    finishQ(acc, a0, a1, v128.load32_splat(dp), xs0, xs1);
+    finishQ(acc + 32, b0, b1, v128.load32_splat(dp, 4), xs0, xs1);
+    finishQ(acc + 64, c0, c1, v128.load32_splat(dp, 8), xs0, xs1);
+    finishQ(acc + 96, d0, d1, v128.load32_splat(dp, 12), xs0, xs1);
   }
+}
+
+/** One row's block sums (i32, eight vectors in s0, s1) into acc[0 … 32): acc += f32(isum) · (d · xs), matvec's arithmetic. */
+// @ts-ignore: decorator
+@inline function finishQ(acc: usize, s0: v128, s1: v128, d: v128, xs0: v128, xs1: v128): void {
+  v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.mul(d, xs0))));
+  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(s1), f32x4.mul(d, xs1))), 16);
 }
 
 /** The 4 rows × 8 vectors in acc ([row][vector] f32) into the outputs (rows past n and vectors past nv skipped). */
@@ -1702,6 +1701,15 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   }
 }
 
+/** Sub-block j (0 … 7) of the Q4_K block at p: its 6-bit scale | its 6-bit min << 8 (ggml's get_scale_min_k4). */
+// @ts-ignore: decorator
+@inline function scaleMinK4(p: usize, j: i32): u32 {
+  if (j < 4) return (<u32>load<u8>(p + 4 + <usize>j) & 63) | ((<u32>load<u8>(p + 8 + <usize>j) & 63) << 8);
+  const sc = (<u32>load<u8>(p + 8 + <usize>j) & 15) | ((<u32>load<u8>(p + <usize>j) >> 6) << 4);
+  const m = (<u32>load<u8>(p + 8 + <usize>j) >> 4) | ((<u32>load<u8>(p + 4 + <usize>j) >> 6) << 4);
+  return sc | (m << 8);
+}
+
 /** One Q4_K block (layout: matvecQ4_K) as 256 f32 at y: (d·sc)·q − dmin·m, as the reference's dequantizeRow. */
 // @ts-ignore: decorator
 @inline function dequantQ4_K(y: usize, p: usize): void {
@@ -1709,14 +1717,8 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   for (let c = 0; c < 4; c++) {
     for (let k = 0; k < 2; k++) {
       const j = 2 * c + k;
-      let sc: u32, m: u32;
-      if (j < 4) {
-        sc = <u32>load<u8>(p + 4 + <usize>j) & 63; m = <u32>load<u8>(p + 8 + <usize>j) & 63;
-      } else {
-        sc = (<u32>load<u8>(p + 8 + <usize>j) & 15) | ((<u32>load<u8>(p + <usize>j) >> 6) << 4);
-        m = (<u32>load<u8>(p + 8 + <usize>j) >> 4) | ((<u32>load<u8>(p + 4 + <usize>j) >> 6) << 4);
-      }
-      const dl = f32x4.splat(d * <f32>sc), ml = f32x4.splat(dmin * <f32>m);
+      const sm = scaleMinK4(p, j);
+      const dl = f32x4.splat(d * <f32>(sm & 63)), ml = f32x4.splat(dmin * <f32>(sm >> 8));
       const qs = p + 16 + (<usize>c << 5), out = y + (<usize>j << 7);
       for (let l = 0; l < 32; l += 8) {
         const b8 = v128.load8x8_u(qs + <usize>l);
@@ -1969,18 +1971,11 @@ const ONES16 = memory.data<i32>([0x00010001, 0x00010001, 0x00010001, 0x00010001]
       finishK(acc + 96, d0, d1, v128.load32_splat(dp, 12), v128.load32_splat(mp, 12), xs0, xs1, c0, c1, ones);
       continue;
     }
-    let d = v128.load32_splat(dp);
-    v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(a0, ones), cs0)), f32x4.mul(d, xs0))));
-    v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(a1, ones), cs1)), f32x4.mul(d, xs1))), 16);
-    d = v128.load32_splat(dp, 4);
-    v128.store(acc, f32x4.add(v128.load(acc, 32), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(b0, ones), cs0)), f32x4.mul(d, xs0))), 32);
-    v128.store(acc, f32x4.add(v128.load(acc, 48), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(b1, ones), cs1)), f32x4.mul(d, xs1))), 48);
-    d = v128.load32_splat(dp, 8);
-    v128.store(acc, f32x4.add(v128.load(acc, 64), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(c0_, ones), cs0)), f32x4.mul(d, xs0))), 64);
-    v128.store(acc, f32x4.add(v128.load(acc, 80), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(c1_, ones), cs1)), f32x4.mul(d, xs1))), 80);
-    d = v128.load32_splat(dp, 12);
-    v128.store(acc, f32x4.add(v128.load(acc, 96), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(d0, ones), cs0)), f32x4.mul(d, xs0))), 96);
-    v128.store(acc, f32x4.add(v128.load(acc, 112), f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.dot_i16x8_s(d1, ones), cs1)), f32x4.mul(d, xs1))), 112);
+    // Q4_0: the sums less 8 · Σ q (the nibbles' −8), then panelQ's arithmetic
+    finishQ(acc, i32x4.sub(i32x4.dot_i16x8_s(a0, ones), cs0), i32x4.sub(i32x4.dot_i16x8_s(a1, ones), cs1), v128.load32_splat(dp), xs0, xs1);
+    finishQ(acc + 32, i32x4.sub(i32x4.dot_i16x8_s(b0, ones), cs0), i32x4.sub(i32x4.dot_i16x8_s(b1, ones), cs1), v128.load32_splat(dp, 4), xs0, xs1);
+    finishQ(acc + 64, i32x4.sub(i32x4.dot_i16x8_s(c0_, ones), cs0), i32x4.sub(i32x4.dot_i16x8_s(c1_, ones), cs1), v128.load32_splat(dp, 8), xs0, xs1);
+    finishQ(acc + 96, i32x4.sub(i32x4.dot_i16x8_s(d0, ones), cs0), i32x4.sub(i32x4.dot_i16x8_s(d1, ones), cs1), v128.load32_splat(dp, 12), xs0, xs1);
   }
 }
 
@@ -2005,16 +2000,10 @@ const ONES16 = memory.data<i32>([0x00010001, 0x00010001, 0x00010001, 0x00010001]
       const p = (r == 0 ? s0 : r == 1 ? s1 : r == 2 ? s2 : s3) + o;
       const d = h2f(<u32>load<u16>(p)), dmin = h2f(<u32>load<u16>(p, 2));
       for (let j = 0; j < 8; j++) {
-        let sc: u32, m: u32;
-        if (j < 4) {
-          sc = <u32>load<u8>(p + 4 + <usize>j) & 63; m = <u32>load<u8>(p + 8 + <usize>j) & 63;
-        } else {
-          sc = (<u32>load<u8>(p + 8 + <usize>j) & 15) | ((<u32>load<u8>(p + <usize>j) >> 6) << 4);
-          m = (<u32>load<u8>(p + 8 + <usize>j) >> 4) | ((<u32>load<u8>(p + 4 + <usize>j) >> 6) << 4);
-        }
+        const sm = scaleMinK4(p, j);
         const at = (<usize>((b << 3) + j) << 4) + (<usize>r << 2);
-        store<f32>(ds + at, d * <f32>sc);
-        store<f32>(dm + at, (dmin * <f32>m) * 0.125);
+        store<f32>(ds + at, d * <f32>(sm & 63));
+        store<f32>(dm + at, (dmin * <f32>(sm >> 8)) * 0.125);
       }
     }
     // qs[32c … 32c+31]: low nibbles sub-block 2c, high nibbles 2c + 1; each 16 bytes four quads

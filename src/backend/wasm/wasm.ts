@@ -228,6 +228,7 @@ export class WasmBackend implements Backend {
 
   readonly memory: WasmMemory;
   private readonly k: Kernels;
+  private readonly relaxed: boolean; // kernels-relaxed.wasm (loader.ts): Q4_K's panels are int8 too
 
   /**
    * `tokenBytes`: the bytes a token of the model reads in dispatches large enough to split; under
@@ -238,6 +239,7 @@ export class WasmBackend implements Backend {
     if (!Number.isInteger(threads) || threads < 1) throw new Error(`internal: ${threads} threads`);
     this.memory = part.memory;
     this.k = part.kernels;
+    this.relaxed = this.k.relaxedSimd() === 1;
     this.heap = part.heap;
     const heap = this.heap;
     this.freed = new FinalizationRegistry(({ ptr, bytes }) => heap.release(ptr, bytes));
@@ -448,7 +450,7 @@ export class WasmBackend implements Backend {
    */
   private panelFormat(w: WasmWeight): 'float' | 'int' | 'int4' | undefined {
     // with relaxed SIMD Q4_K takes int8 panels too (asm/kernels.ts panelQ4r, nibblesQ4_K)
-    if (w.kind === 'Q4_K' && this.k.relaxedSimd() === 1) return 'int4';
+    if (w.kind === 'Q4_K' && this.relaxed) return 'int4';
     if (w.kind === 'f32' || w.kind === 'f16' || w.kind === 'bf16' || w.kind === 'Q4_K' || w.kind === 'Q6_K') return 'float';
     if ((w.kind === 'Q8_0' || w.kind === 'Q4_0') && !this.special(w)) return w.kind === 'Q4_0' ? 'int4' : 'int';
     return undefined;
