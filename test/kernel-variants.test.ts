@@ -6,17 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { kernelVariant } from '../src/backend/wasm/loader.js';
+import { tempDir } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const loader = new URL('../src/backend/wasm/loader.js', import.meta.url).href;
 
-/** kernelVariant() in a fresh process with LLAMATS_RELAXED_SIMD set to `value`: its output and status. */
-function variantWith(value: string): { status: number | null; out: string } {
-  const code = `import(${JSON.stringify(loader)}).then((m) => { try { console.log(m.kernelVariant()); } catch (e) { console.log('error: ' + e.message); process.exitCode = 3; } })`;
+/** kernelVariant() in a fresh process with LLAMATS_RELAXED_SIMD set to `value` (of the loader at `from`): its output and status. */
+function variantWith(value: string, from = loader): { status: number | null; out: string } {
+  const code = `import(${JSON.stringify(from)}).then((m) => { try { console.log(m.kernelVariant()); } catch (e) { console.log('error: ' + e.message); process.exitCode = 3; } })`;
   const r = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, LLAMATS_RELAXED_SIMD: value }, encoding: 'utf8' });
   return { status: r.status, out: r.stdout.trim() };
 }
@@ -40,4 +42,16 @@ test('kernel variants: the conformance suite passes on the fixed-width module to
   });
   assert.match(out, /^# fail 0$/m);
   assert.match(out, /^# pass [1-9]\d*$/m);
+});
+
+test('kernel variants: without kernels-relaxed.wasm, auto falls back to fixed-width SIMD and LLAMATS_RELAXED_SIMD=1 says what is missing', (t) => {
+  // a copy of the built sources without the relaxed module (a partial build)
+  const dist = path.join(tempDir(t), 'src');
+  fs.cpSync(path.join(here, '../src'), dist, { recursive: true });
+  fs.rmSync(path.join(dist, 'backend/wasm/kernels-relaxed.wasm'));
+  const copy = new URL(`file://${path.join(dist, 'backend/wasm/loader.js')}`).href;
+  assert.deepEqual(variantWith('', copy), { status: 0, out: 'simd' });
+  const strict = variantWith('1', copy);
+  assert.equal(strict.status, 3);
+  assert.match(strict.out, /^error: LLAMATS_RELAXED_SIMD=1, but .*kernels-relaxed\.wasm is missing: build the kernels with `npm run build`; unset it to use the fixed-width SIMD kernels$/);
 });
