@@ -20,7 +20,7 @@ import { BACKEND_NAMES, BackendUnavailableError, createBackend, openBackend, typ
 import { ropeAngles } from '../src/backend/ref/ops.js';
 import { loadModel, randomModel, Session, Tokenizer, type Model } from '../src/index.js';
 import { forwardBatch } from '../src/model/forward.js';
-import { f16ToF32Table, f32Matrix, ggmlData, ggmlMatrix, half16Matrix, isRegroupedQ4_0, q8Matrix, quantizeQ8, readRow, type GgmlMatrix, type Matrix } from '../src/model/tensor.js';
+import { f16ToF32Table, f32Matrix, ggmlData, ggmlMatrix, half16Matrix, isRegrouped, q8Matrix, quantizeQ8, readRow, type GgmlMatrix, type Matrix } from '../src/model/tensor.js';
 import { loadGgufModel, writeGgufModel } from '../src/formats/gguf.js';
 import { WasmPlacement } from '../src/backend/wasm/memory.js';
 import { GGML_TYPE, f32ToBf16, f32ToF16, quantizeRow } from '../src/quant/ggml.js';
@@ -116,8 +116,8 @@ const WEIGHT_CASES: Array<{ type: string; bound: number; shapes: Array<[number, 
   { type: 'q8:24', bound: 1e-10, shapes: [[1, 24], [3, 72], [2, 4104]] },
   { type: 'q8:32', bound: 1e-10, shapes: [[1, 32], [3, 96], [2, 4096]] },
   { type: 'q8:64', bound: 1e-10, shapes: [[1, 64], [7, 192], [3, 4096], [1, 11008]] },
-  { type: 'Q8_0', bound: 5e-8, shapes: [[1, 32], [3, 96], [7, 160], [5, 4096], [2, 11008]] },
-  // Q4_0: rows regrouped in eights, and the last rows % 8 in ggml's layout (asm/kernels.ts matvecQ4_0)
+  // Q8_0 and Q4_0: rows regrouped in eights, and the last rows % 8 in ggml's layout (asm/kernels.ts groupsQ8x8, matvecQ4_0)
+  { type: 'Q8_0', bound: 5e-8, shapes: [[1, 32], [8, 32], [3, 96], [7, 160], [9, 224], [20, 96], [5, 4096], [2, 11008], [13, 11008]] },
   { type: 'Q4_0', bound: Q4_0_BOUND, shapes: [[1, 32], [8, 32], [3, 96], [7, 160], [9, 224], [20, 96], [5, 4096], [2, 11008], [13, 11008]] },
   { type: 'Q4_K', bound: 5e-8, shapes: [[1, 256], [3, 512], [5, 4096], [2, 11008]] },
   { type: 'Q6_K', bound: 5e-8, shapes: [[1, 256], [3, 512], [5, 4096], [2, 11008]] },
@@ -565,8 +565,8 @@ test('wasm: f16 widening is exact for every half (finite-only and inf / NaN matr
 
 test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the reference op (matvec and matmul)', () => {
   const rnd = seededRandom(29);
-  // Q4_0 with 17 rows: the inf in its second group of eight (the first is regrouped, then put back)
-  for (const [type, blockBytes, rows, block] of [['Q8_0', 34, 6, 3], ['Q4_0', 18, 6, 3], ['Q4_0', 18, 17, 19]] as const) {
+  // 17 rows: the inf in the second group of eight (the first is regrouped, then put back)
+  for (const [type, blockBytes, rows, block] of [['Q8_0', 34, 6, 3], ['Q8_0', 34, 17, 19], ['Q4_0', 18, 6, 3], ['Q4_0', 18, 17, 19]] as const) {
     const cols = 64;
     const m = randomMatrix(type, rows, cols, rnd);
     if (m.type !== 'ggml') throw new Error('not a ggml matrix');
@@ -586,22 +586,22 @@ test('wasm: Q8_0 / Q4_0 matrices with an inf or NaN block scale run the referenc
   }
 });
 
-// The wasm backend regroups Q4_0 matrices in eights of rows (asm/kernels.ts, matvecQ4_0): in
+// The wasm backend regroups Q4_0 and Q8_0 matrices in eights of rows (asm/kernels.ts, matvecQ4_0, groupsQ8x8): in
 // place where the loader put the weights into its memory (as they are read), or in its copy at
 // upload. Everything else that reads such a matrix must still see ggml's layout: embedding lookups
 // of a shared classifier, the reference backend on the same model, the GGUF writer, a second
 // session. A matrix with an inf or NaN scale stays as it was.
-test('wasm: Q4_0 regrouped in place as it loads; readRow, the reference backend and the GGUF writer still read ggml\'s layout', (t) => {
+for (const type of ['Q4_0', 'Q8_0'] as const) test(`wasm: ${type} regrouped in place as it loads; readRow, the reference backend and the GGUF writer still read ggml's layout`, (t) => {
   // 301 classifier rows (296 regrouped, 5 as they were), tied to the embedding table
   const shape = { dim: 96, hiddenDim: 224, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 301, seqLen: 8, sharedClassifier: true };
-  const file = path.join(tempDir(t), 'q4.gguf');
-  writeGgufModel(file, randomModel(shape, 17), { type: 'Q4_0' });
+  const file = path.join(tempDir(t), 'model.gguf');
+  writeGgufModel(file, randomModel(shape, 17), { type });
   const host = loadGgufModel(file); // host buffers: the wasm backend regroups copies
   const placed = loadGgufModel(file, { placement: new WasmPlacement() });
   const mats = (m: Model) => [m.weights.classifier, ...m.weights.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])] as GgmlMatrix[];
   mats(placed).forEach((m, i) => {
     const theirs = mats(host)[i]!;
-    assert.ok(isRegroupedQ4_0(m), `matrix ${i} regrouped`);
+    assert.ok(isRegrouped(m), `matrix ${i} regrouped`);
     assert.notDeepEqual(m.data, theirs.data, `matrix ${i}: its bytes moved`);
     assert.deepEqual(ggmlData(m), theirs.data, `matrix ${i}: ggml's layout back`);
     const a = new Float32Array(m.cols), b = new Float32Array(m.cols);
@@ -614,29 +614,29 @@ test('wasm: Q4_0 regrouped in place as it loads; readRow, the reference backend 
   const tokens = [5, 300, 17, 0, 299, 42];
   const logits = (s: Session) => tokens.map((tok, pos) => Float32Array.from(s.forward(tok, pos)));
   const wasm = logits(new Session(placed, { backend: 'wasm' }));
-  assert.ok(!mats(host).some(isRegroupedQ4_0));
+  assert.ok(!mats(host).some(isRegrouped));
   assert.deepEqual(logits(new Session(placed, { backend: 'wasm' })), wasm, 'a second session on the regrouped weights');
   assert.deepEqual(logits(new Session(host, { backend: 'wasm' })), wasm, 'a session on host weights (regrouped copies)');
-  assert.ok(!mats(host).some(isRegroupedQ4_0), 'host weights untouched');
+  assert.ok(!mats(host).some(isRegrouped), 'host weights untouched');
   assert.deepEqual(logits(new Session(placed, { backend: 'ref' })), logits(new Session(host, { backend: 'ref' })), 'ref on the regrouped weights');
   const again = path.join(tempDir(t), 'again.gguf');
-  writeGgufModel(again, placed, { type: 'Q4_0' });
+  writeGgufModel(again, placed, { type });
   assert.deepEqual(fs.readFileSync(again), fs.readFileSync(file), 'written back byte for byte');
 
   // read in chunks, `placed` after each: regrouped; with an inf scale in the third group of eight
   // rows (the first two regrouped, then put back) or in the last rows % 8, as it was
   const rnd = seededRandom(31);
   for (const badRow of [-1, 17, 24]) {
-    const m = randomMatrix('Q4_0', 27, 64, rnd) as GgmlMatrix;
-    if (badRow >= 0) new DataView(m.data.buffer, m.data.byteOffset).setUint16(badRow * m.rowBytes + 18, 0x7c00, true); // block 1: d = inf
+    const m = randomMatrix(type, 27, 64, rnd) as GgmlMatrix;
+    if (badRow >= 0) new DataView(m.data.buffer, m.data.byteOffset).setUint16(badRow * m.rowBytes + m.rowBytes / 2, 0x7c00, true); // block 1: d = inf
     const placement = new WasmPlacement();
     placement.plan([m.data.byteLength], 0, 0);
-    const pm = ggmlMatrix(GGML_TYPE.Q4_0, placement.alloc(m.data.byteLength, 0), m.rows, m.cols);
+    const pm = ggmlMatrix(GGML_TYPE[type], placement.alloc(m.data.byteLength, 0), m.rows, m.cols);
     for (const [r0, r1] of [[0, 8], [8, 24], [24, 27]] as const) {
       pm.data.set(m.data.subarray(r0 * m.rowBytes, r1 * m.rowBytes), r0 * m.rowBytes);
       placement.placed(pm, r0, r1);
     }
-    assert.equal(isRegroupedQ4_0(pm), badRow < 0, `inf scale in row ${badRow}`);
+    assert.equal(isRegrouped(pm), badRow < 0, `inf scale in row ${badRow}`);
     assert.deepEqual(ggmlData(pm), m.data, `inf scale in row ${badRow}: the bytes`);
     if (badRow >= 0) assert.deepEqual(pm.data, m.data, `inf scale in row ${badRow}: as they were`);
   }

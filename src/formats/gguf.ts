@@ -44,7 +44,7 @@ import * as fs from 'node:fs';
 import { FileFormatError, InvalidArgumentError, OutOfMemoryError, UnsupportedModelError, formatBytes } from '../errors.js';
 import { statFile } from '../io/file.js';
 import { CONFIG_LIMITS, kvDim, layerKvBytes, makeConfig, type ModelConfig } from '../model/config.js';
-import { f32Matrix, ggmlData, ggmlMatrix, half16Matrix, isRegroupedQ4_0, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
+import { f32Matrix, ggmlData, ggmlMatrix, half16Matrix, isRegrouped, quantizeMatrix, readRow, type LoadQuantization, type Matrix } from '../model/tensor.js';
 import type { LayerWeights, Model } from '../model/weights.js';
 import { hostPlacement, type Placement } from '../model/placement.js';
 import { GGML_OTHER_TYPE_NAMES, GGML_TYPE, GGML_TYPES, canDequantize, canQuantize, dequantizeRow, ggmlRowBytes, quantizeRow } from '../quant/ggml.js';
@@ -749,8 +749,8 @@ export function ggufTypeForRow(type: number, cols: number): number {
 function matrixTensor(name: string, m: Matrix, type: number): GgufTensor {
   const t = ggufTypeForRow(type, m.cols);
   const dims = [m.cols, m.rows];
-  // a Q4_0 matrix the wasm backend regrouped: put back in ggml's layout when it is written
-  if (m.type === 'ggml' && m.ggmlType === t) return { name, dims, type: t, data: isRegroupedQ4_0(m) ? () => ggmlData(m) : m.data };
+  // a Q4_0 or Q8_0 matrix the wasm backend regrouped: put back in ggml's layout when it is written
+  if (m.type === 'ggml' && m.ggmlType === t) return { name, dims, type: t, data: isRegrouped(m) ? () => ggmlData(m) : m.data };
   if (m.type === 'f32' && t === GGML_TYPE.F32) return { name, dims, type: t, data: new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength) };
   const data = () => {
     const rowBytes = ggmlRowBytes(t, m.cols);

@@ -109,10 +109,12 @@ export function q8Matrix(q: Int8Array, s: Float32Array, rows: number, cols: numb
 }
 
 /**
- * Q4_0 matrices the wasm backend regrouped in place (asm/kernels.ts `repackQ4_0x8`; why: there,
- * above `matvecQ4_0`): each eight rows 8g … 8g+7 (all but the last rows % 8) became one stream of
- * 144-byte blocks, block b holding the eight rows' scales (row r's at 2r) and then four 32-byte
- * pieces t, row r's quant bytes 4t … 4t+3 at 16 + 32t + 4r with bit 7 of the odd ones flipped;
+ * Q4_0 and Q8_0 matrices the wasm backend regrouped in place (asm/kernels.ts `repackQ4_0x8` and
+ * `repackQ8_0x8`; why: there, above `matvecQ4_0` and `groupsQ8x8`): each eight rows 8g … 8g+7
+ * (all but the last rows % 8) became one stream of blocks of the eight rows, block b holding their
+ * scales (row r's at 2r) and then their quant bytes:
+ *   Q4_0 (144 B): four 32-byte pieces t, row r's bytes 4t … 4t+3 at 16 + 32t + 4r, bit 7 of the odd ones flipped;
+ *   Q8_0 (272 B): sixteen 16-byte pieces j, row r's bytes 2j, 2j+1 at 16 + 16j + 2r;
  * the group takes the bytes of its eight rows. Known by the matrix's `data` view (the bytes are what
  * changed: copies of the matrix object share the view). The readers here (readRow, ggmlData)
  * read such a matrix as ggml's layout; the wasm kernels read it as it is.
@@ -120,13 +122,13 @@ export function q8Matrix(q: Int8Array, s: Float32Array, rows: number, cols: numb
 const regrouped = new WeakSet<Uint8Array>();
 
 /** Record that `m`'s bytes were regrouped (the wasm backend, right after it did so). */
-export function markRegroupedQ4_0(m: GgmlMatrix): void {
-  if (m.ggmlType !== GGML_TYPE.Q4_0) throw new Error(`internal: ggml type ${m.ggmlType} marked as regrouped Q4_0`);
+export function markRegrouped(m: GgmlMatrix): void {
+  if (m.ggmlType !== GGML_TYPE.Q4_0 && m.ggmlType !== GGML_TYPE.Q8_0) throw new Error(`internal: ggml type ${m.ggmlType} marked as regrouped`);
   regrouped.add(m.data);
 }
 
-/** Whether `m` is a Q4_0 matrix whose bytes were regrouped (see markRegroupedQ4_0). */
-export function isRegroupedQ4_0(m: Matrix): boolean {
+/** Whether `m` is a Q4_0 or Q8_0 matrix whose bytes were regrouped (see markRegrouped). */
+export function isRegrouped(m: Matrix): boolean {
   return m.type === 'ggml' && regrouped.has(m.data);
 }
 
@@ -136,6 +138,15 @@ function ggmlRow(m: GgmlMatrix, r: number, scratch: () => Uint8Array): Uint8Arra
   if (!regrouped.has(m.data) || r >= (m.rows & ~7)) return m.data.subarray(r * n, (r + 1) * n);
   const out = scratch();
   const g = (r >> 3) * 8 * n, l = r & 7;
+  if (m.ggmlType === GGML_TYPE.Q8_0) {
+    for (let b = 0; b < n / 34; b++) {
+      const o = g + 272 * b;
+      out[34 * b] = m.data[o + 2 * l]!;
+      out[34 * b + 1] = m.data[o + 2 * l + 1]!;
+      for (let k = 0; k < 32; k++) out[34 * b + 2 + k] = m.data[o + 16 + 16 * (k >> 1) + 2 * l + (k & 1)]!;
+    }
+    return out;
+  }
   for (let b = 0; b < n / 18; b++) {
     const o = g + 144 * b;
     out[18 * b] = m.data[o + 2 * l]!;
@@ -147,7 +158,7 @@ function ggmlRow(m: GgmlMatrix, r: number, scratch: () => Uint8Array): Uint8Arra
 
 let rowBytesScratch = new Uint8Array(0);
 
-/** The matrix's bytes in ggml's layout: its data, or for a regrouped Q4_0 matrix a copy put back in row order. */
+/** The matrix's bytes in ggml's layout: its data, or for a regrouped matrix a copy put back in row order. */
 export function ggmlData(m: GgmlMatrix): Uint8Array {
   if (!regrouped.has(m.data)) return m.data;
   const out = new Uint8Array(m.data.byteLength);

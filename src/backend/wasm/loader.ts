@@ -33,12 +33,14 @@ export interface Kernels {
   quantizeBlocksQ4(xq: number, xs: number, xb: number, xc: number, x: number, n: number): void;
   repackQ4_0x8(w: number, rows: number, cols: number, tmp: number): number;
   ungroupQ4_0x8(w: number, rows: number, cols: number, tmp: number): void;
-  matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  repackQ8_0x8(w: number, rows: number, cols: number, tmp: number): number;
+  ungroupQ8_0x8(w: number, rows: number, cols: number, tmp: number): void;
+  matvecQ8_0(out: number, xq: number, xs: number, w: number, rows: number, cols: number, x8rows: number): void;
   matvecQ4_0(out: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matvecQ4_K(out: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matvecQ6_K(out: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
   matmulF32(outTab: number, outOff: number, nb: number, xTab: number, w: number, rows: number, cols: number): void;
-  matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
+  matmulQ8_0(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number, x8rows: number): void;
   matmulQ4_0(outTab: number, outOff: number, nb: number, xc: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number, x8rows: number): void;
   matmulQ4_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, xb: number, w: number, rows: number, cols: number): void;
   matmulQ6_K(outTab: number, outOff: number, nb: number, xq: number, xs: number, w: number, rows: number, cols: number): void;
@@ -66,7 +68,7 @@ export interface Kernels {
   panelF16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelBf16Product(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelF16ExactProduct(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
-  panelQ8_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
+  panelQ8_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number, x8rows: number): void;
   panelQ4_KProduct(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number): void;
   panelQ6_KProduct(outTab: number, outOff: number, nv: number, xp: number, w: number, rows: number, cols: number, scratch: number): void;
   panelQ4_0Product(outTab: number, outOff: number, nv: number, xp: number, xs: number, w: number, rows: number, cols: number, scratch: number, x8rows: number): void;

@@ -14,7 +14,7 @@
  * part grows: growing a shared memory never detaches its earlier buffers.
  */
 import type { Placement } from '../../model/placement.js';
-import { markRegroupedQ4_0, type Matrix } from '../../model/tensor.js';
+import { markRegrouped, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
 import { BackendUnavailableError } from '../errors.js';
 import { instantiateKernels, kernelModule, wasmApi, type Kernels, type WasmMemory } from './loader.js';
@@ -183,7 +183,8 @@ export class WasmPlacement implements Placement {
   }
 
   /**
-   * A Q4_0 matrix in a part is regrouped for the kernels (asm/kernels.ts repackQ4_0x8) as the
+   * A Q4_0 or Q8_0 matrix in a part is regrouped for the kernels (asm/kernels.ts repackQ4_0x8,
+   * repackQ8_0x8) as the
    * loader reads it, a megabyte of rows at a time, each in place right after its read while it is
    * in the cache, its scales checked for inf / NaN in the same pass (the first product used to
    * read every scale for that). Measured (hot page cache): TinyLlama's 600 MB regrouped in 55–85
@@ -195,14 +196,14 @@ export class WasmPlacement implements Placement {
    * matrices partly read, false once one has shown such a scale.
    */
   placed(m: Matrix, r0: number, r1: number): void {
-    if (m.type !== 'ggml' || m.ggmlType !== GGML_TYPE.Q4_0 || m.rows < 8) return;
+    if (m.type !== 'ggml' || !REGROUPED_TYPES.has(m.ggmlType) || m.rows < 8) return;
     const part = partOf(m.data);
     if (!part) return;
     const x8rows = m.rows & ~7, ptr = m.data.byteOffset;
     let ok = this.regrouping.get(m) ?? true;
     const end = Math.min(r1, x8rows);
-    if (ok && end > r0 && !regroupRows(part, ptr + r0 * m.rowBytes, end - r0, m.cols, m.rowBytes, 'regroup')) {
-      regroupRows(part, ptr, r0, m.cols, m.rowBytes, 'ungroup'); // the rows so far back as they were
+    if (ok && end > r0 && !regroupRows(part, m.ggmlType, ptr + r0 * m.rowBytes, end - r0, m.cols, m.rowBytes, 'regroup')) {
+      regroupRows(part, m.ggmlType, ptr, r0, m.cols, m.rowBytes, 'ungroup'); // the rows so far back as they were
       ok = false;
     }
     if (r1 < m.rows) {
@@ -210,38 +211,46 @@ export class WasmPlacement implements Placement {
       return;
     }
     this.regrouping.delete(m);
-    if (ok && m.rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * m.rowBytes, ((m.rows - x8rows) * m.cols) / 32, 18) !== 0) {
-      regroupRows(part, ptr, x8rows, m.cols, m.rowBytes, 'ungroup');
+    if (ok && m.rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * m.rowBytes, ((m.rows - x8rows) * m.cols) / 32, m.rowBytes / (m.cols / 32)) !== 0) {
+      regroupRows(part, m.ggmlType, ptr, x8rows, m.cols, m.rowBytes, 'ungroup');
       ok = false;
     }
-    if (ok) markRegroupedQ4_0(m);
+    if (ok) markRegrouped(m);
   }
 
   private readonly regrouping = new WeakMap<Matrix, boolean>();
 }
 
-/** Regroup (asm/kernels.ts repackQ4_0x8) or put back (ungroupQ4_0x8) `rows` rows at ptr; false when regrouping met an inf or NaN scale. */
-function regroupRows(part: Part, ptr: number, rows: number, cols: number, rowBytes: number, how: 'regroup' | 'ungroup'): boolean {
+/** The ggml types the wasm kernels read regrouped in eights of rows. */
+export const REGROUPED_TYPES: ReadonlySet<number> = new Set([GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]);
+
+/**
+ * Regroup (asm/kernels.ts repackQ4_0x8 / repackQ8_0x8) or put back (ungroupQ4_0x8 / ungroupQ8_0x8)
+ * `rows` rows of a Q4_0 or Q8_0 matrix at ptr; false when regrouping met an inf or NaN scale.
+ */
+function regroupRows(part: Part, type: number, ptr: number, rows: number, cols: number, rowBytes: number, how: 'regroup' | 'ungroup'): boolean {
   if (rows === 0) return true;
-  const tmp = part.heap.alloc(8 * rowBytes);
+  const bytes = 8 * rowBytes + 256; // eight rows, and ungroupQ8_0x8's transpose buffer
+  const tmp = part.heap.alloc(bytes);
+  const k = part.kernels, q8 = type === GGML_TYPE.Q8_0;
   try {
-    if (how === 'ungroup') part.kernels.ungroupQ4_0x8(ptr, rows, cols, tmp);
-    else return part.kernels.repackQ4_0x8(ptr, rows, cols, tmp) === 0;
+    if (how === 'ungroup') (q8 ? k.ungroupQ8_0x8 : k.ungroupQ4_0x8)(ptr, rows, cols, tmp);
+    else return (q8 ? k.repackQ8_0x8 : k.repackQ4_0x8)(ptr, rows, cols, tmp) === 0;
     return true;
   } finally {
-    part.heap.release(tmp, 8 * rowBytes);
+    part.heap.release(tmp, bytes);
   }
 }
 
 /**
- * Regroup the Q4_0 matrix at `ptr` in `part` in eights of rows, in place, for the wasm kernels
- * (asm/kernels.ts `repackQ4_0x8`; the last rows % 8 stay as they are). Returns false, leaving it
- * as it is, when it has fewer than 8 rows or an inf / NaN block scale (the reference op runs on
- * such a matrix).
+ * Regroup the Q4_0 or Q8_0 (`type`) matrix at `ptr` in `part` in eights of rows, in place, for the
+ * wasm kernels (asm/kernels.ts `repackQ4_0x8`, `repackQ8_0x8`; the last rows % 8 stay as they
+ * are). Returns false, leaving it as it is, when it has fewer than 8 rows or an inf / NaN block
+ * scale (the reference op runs on such a matrix).
  */
-export function regroupQ4_0(part: Part, ptr: number, rows: number, cols: number, rowBytes: number): boolean {
+export function regroup(part: Part, type: number, ptr: number, rows: number, cols: number, rowBytes: number): boolean {
   const x8rows = rows & ~7;
   if (x8rows === 0) return false;
-  if (rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * rowBytes, ((rows - x8rows) * cols) / 32, 18) !== 0) return false;
-  return regroupRows(part, ptr, x8rows, cols, rowBytes, 'regroup');
+  if (rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * rowBytes, ((rows - x8rows) * cols) / 32, rowBytes / (cols / 32)) !== 0) return false;
+  return regroupRows(part, type, ptr, x8rows, cols, rowBytes, 'regroup');
 }

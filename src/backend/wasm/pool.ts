@@ -51,6 +51,8 @@ const CTL_INTS = NEXT + MAX_PRODUCTS;
  * Matrix-vector products (decode) keep fixed shares: they are bound by memory, which both threads share.
  */
 const CLAIMED: ReadonlySet<number> = new Set([KERNEL.pF32, KERNEL.pF16, KERNEL.pBf16, KERNEL.pF16Exact, KERNEL.pQ8_0, KERNEL.pQ4_0, KERNEL.pQ4_K, KERNEL.pQ6_K, KERNEL.attnPanels]);
+/** Kernels over rows regrouped in eights (Q4_0, Q8_0): a thread's rows start at a multiple of 8. */
+const EIGHTS: ReadonlySet<number> = new Set([KERNEL.Q4_0, KERNEL.mmQ4_0, KERNEL.pQ4_0, KERNEL.Q8_0, KERNEL.mmQ8_0, KERNEL.pQ8_0]);
 /** Chunks per thread of a claimed product. */
 const CHUNKS_PER_THREAD = 4;
 
@@ -77,7 +79,7 @@ export interface Product {
   gs: number; // q8 group size
   rowBytes: number; // bytes of one row of w
   nb?: number; // batched kernels: vectors
-  x8rows?: number; // Q4_0 kernels: the rows regrouped in eights (asm/kernels.ts, matvecQ4_0); `s`: the activation records
+  x8rows?: number; // Q4_0 and Q8_0 kernels: the rows regrouped in eights (asm/kernels.ts, matvecQ4_0, groupsQ8x8); Q4_0's `s`: the activation records
 }
 
 /** Rows [r0, r1) of `p` (pointers moved to row r0) on thread `t`. Shared by the main thread and the workers. */
@@ -101,13 +103,13 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
     case KERNEL.bf16: return k.matvecBf16(out, p.xq, w, n, p.cols);
     case KERNEL.f16Exact: return k.matvecF16Exact(out, p.xq, w, n, p.cols);
     case KERNEL.q8: return k.matvecQ8Groups(out, p.xq, p.xs, w, p.s + 4 * r0 * (p.cols / p.gs), n, p.cols, p.gs);
-    case KERNEL.Q8_0: return k.matvecQ8_0(out, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.Q8_0: return k.matvecQ8_0(out, p.xq, p.xs, w, n, p.cols, x8Rows(p, r0, n));
     case KERNEL.Q4_0: return k.matvecQ4_0(out, p.s, p.xq, p.xs, p.xb, w, n, p.cols, x8Rows(p, r0, n));
     case KERNEL.Q4_K: return k.matvecQ4_K(out, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.Q6_K: return k.matvecQ6_K(out, p.xq, p.xs, w, n, p.cols);
     case KERNEL.read: return void k.readBytes(w, n * p.rowBytes);
     case KERNEL.mmF32: return k.matmulF32(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols);
-    case KERNEL.mmQ8_0: return k.matmulQ8_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
+    case KERNEL.mmQ8_0: return k.matmulQ8_0(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, x8Rows(p, r0, n));
     case KERNEL.mmQ4_0: return k.matmulQ4_0(p.out, 4 * r0, p.nb!, p.s, p.xq, p.xs, p.xb, w, n, p.cols, x8Rows(p, r0, n));
     case KERNEL.mmQ4_K: return k.matmulQ4_K(p.out, 4 * r0, p.nb!, p.xq, p.xs, p.xb, w, n, p.cols);
     case KERNEL.mmQ6_K: return k.matmulQ6_K(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols);
@@ -118,24 +120,24 @@ export function runRows(k: Kernels, p: Product, r0: number, r1: number, t = 0): 
     case KERNEL.pF16: return k.panelF16Product(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pBf16: return k.panelBf16Product(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pF16Exact: return k.panelF16ExactProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
-    case KERNEL.pQ8_0: return k.panelQ8_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
+    case KERNEL.pQ8_0: return k.panelQ8_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs, x8Rows(p, r0, n));
     case KERNEL.pQ4_0: return k.panelQ4_0Product(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs, x8Rows(p, r0, n));
     case KERNEL.pQ4_K: return k.panelQ4_KProduct(p.out, 4 * r0, p.nb!, p.xq, p.xs, w, n, p.cols, p.s + t * p.gs);
     case KERNEL.pQ6_K: return k.panelQ6_KProduct(p.out, 4 * r0, p.nb!, p.xq, w, n, p.cols, p.s + t * p.gs);
   }
 }
 
-/** Of rows [r0, r0 + n) of a Q4_0 product, how many are regrouped (from r0 on; r0 is a multiple of 8). */
+/** Of rows [r0, r0 + n) of a Q4_0 or Q8_0 product, how many are regrouped (from r0 on; r0 is a multiple of 8). */
 function x8Rows(p: Product, r0: number, n: number): number {
   return Math.max(0, Math.min(n, (p.x8rows ?? 0) - r0));
 }
 
 /**
- * Thread t's rows of a product of `rows` rows on `n` threads; for a Q4_0 kernel the shares start
- * at multiples of 8 (its regrouped rows come in eights).
+ * Thread t's rows of a product of `rows` rows on `n` threads; for a Q4_0 or Q8_0 kernel the shares
+ * start at multiples of 8 (their regrouped rows come in eights).
  */
 export function share(rows: number, t: number, n: number, kernel = -1): [number, number] {
-  const a = kernel === KERNEL.Q4_0 || kernel === KERNEL.mmQ4_0 || kernel === KERNEL.pQ4_0 ? 8 : 1;
+  const a = EIGHTS.has(kernel) ? 8 : 1;
   const at = (u: number) => (u === n ? rows : Math.floor(Math.floor((rows * u) / n) / a) * a);
   return [at(t), at(t + 1)];
 }

@@ -17,13 +17,13 @@
  */
 import type { Model } from '../../model/weights.js';
 import { layerKvBytes } from '../../model/config.js';
-import { isRegroupedQ4_0, markRegroupedQ4_0, matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
+import { isRegrouped, markRegrouped, matrixBytes, readRow, type Matrix } from '../../model/tensor.js';
 import { GGML_TYPE } from '../../quant/ggml.js';
 import type { AttentionItem, AttentionShape, Backend, CacheType, Op, Vector, Weight } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 import * as ops from '../ref/ops.js';
 import { kernelModule, type Kernels, type WasmMemory } from './loader.js';
-import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, regroupQ4_0, roundUp, type Part } from './memory.js';
+import { ALIGN, createPart, formatMiB, Heap, partOf, planParts, regroup, REGROUPED_TYPES, roundUp, type Part } from './memory.js';
 import { KERNEL, MAX_PRODUCTS, runRows, SPIN_US, ThreadPool, type Product } from './pool.js';
 
 
@@ -111,7 +111,7 @@ interface WasmWeight extends Weight {
   readonly kind: Kind | undefined; // undefined: no kernel, the reference op runs on the host matrix
   readonly ptr: number; // the matrix (q8: its int8 values)
   readonly sPtr: number; // q8: its scales
-  readonly x8rows: number; // Q4_0: rows regrouped in eights (see `upload`)
+  readonly x8rows: number; // Q4_0, Q8_0: rows regrouped in eights (see `upload`)
 }
 
 /** Bytes of a matrix in a wasm memory (0 for types without a kernel, which stay on the host). */
@@ -294,10 +294,11 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * A Q4_0 matrix is regrouped in eights of rows (asm/kernels.ts `repackQ4_0x8`: its matvec runs
-   * 1.55–1.8× faster on them), once: where the loader placed it, as it was read (WasmPlacement.placed),
-   * or else here, a copy made here, or the matrix itself in this part, which is then marked
-   * (src/model/tensor.ts `markRegroupedQ4_0`) so that host-side readers and later uploads know. A
+   * A Q4_0 or Q8_0 matrix is regrouped in eights of rows (asm/kernels.ts `repackQ4_0x8`,
+   * `repackQ8_0x8`: their matvecs run 1.55–1.8× and 1.15× faster on them), once: where the
+   * loader placed it, as it was read (WasmPlacement.placed), or else here, a copy made here, or
+   * the matrix itself in this part, which is then marked (src/model/tensor.ts `markRegrouped`)
+   * so that host-side readers and later uploads know. A
    * matrix with an inf or NaN block scale stays as it is (the reference op runs on it).
    */
   upload(m: Matrix): WasmWeight {
@@ -312,13 +313,13 @@ export class WasmBackend implements Backend {
     };
     if (m.type === 'q8') return { ...w, ptr: copy(m.q), sPtr: copy(m.s) } satisfies WasmWeight;
     const ptr = copy(m.data);
-    if (kind !== 'Q4_0' || m.type !== 'ggml' || m.rows < 8) return { ...w, ptr } satisfies WasmWeight;
-    const regrouped = isRegroupedQ4_0(m); // its bytes (so also a copy of them)
-    if (!regrouped && !regroupQ4_0(this.part, ptr, m.rows, m.cols, m.rowBytes)) return { ...w, ptr }; // an inf or NaN scale: `special`
-    if (!regrouped && partOf(m.data) === this.part) markRegroupedQ4_0(m); // in place: the host's bytes changed
-    const q4: WasmWeight = { ...w, ptr, x8rows: m.rows & ~7 };
-    this.specials.set(q4, false); // only matrices without inf / NaN scales are regrouped
-    return q4;
+    if (m.type !== 'ggml' || !REGROUPED_TYPES.has(m.ggmlType) || m.rows < 8) return { ...w, ptr } satisfies WasmWeight;
+    const regrouped = isRegrouped(m); // its bytes (so also a copy of them)
+    if (!regrouped && !regroup(this.part, m.ggmlType, ptr, m.rows, m.cols, m.rowBytes)) return { ...w, ptr }; // an inf or NaN scale: `special`
+    if (!regrouped && partOf(m.data) === this.part) markRegrouped(m); // in place: the host's bytes changed
+    const x8: WasmWeight = { ...w, ptr, x8rows: m.rows & ~7 };
+    this.specials.set(x8, false); // only matrices without inf / NaN scales are regrouped
+    return x8;
   }
 
   /** A float32 view of the vector, remade when the memory has grown (growing detaches old views). */
@@ -581,7 +582,7 @@ export class WasmBackend implements Backend {
       case 'Q6_K': {
         if (kind === 'Q8_0' && this.special(w)) return this.refProduct(out, x, w);
         const q = this.quantized(xp, 'ggml', slot, (s) => this.k.quantizeBlocks32(s.xq, s.xs, s.xb, xp, cols));
-        return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: rowBytesOf(w) };
+        return { ...base, kernel: KERNEL[kind], xq: q.xq, xs: q.xs, xb: q.xb, rowBytes: rowBytesOf(w), x8rows: w.x8rows };
       }
       case undefined:
         return this.refProduct(out, x, w);
