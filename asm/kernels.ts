@@ -404,8 +404,18 @@ const HALF_CONSTS = memory.data<i32>([0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fff
 /** [Σ lanes of a, Σ b, Σ c, Σ d] (i32). */
 // @ts-ignore: decorator
 @inline function hsum4i(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = i32x4.add(i8x16.shuffle(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
-  const cd = i32x4.add(i8x16.shuffle(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  return fold4(fold2(a, b), fold2(c, d));
+}
+
+/** hsum4i's first step: [a0 + a2, a1 + a3, b0 + b2, b1 + b3]. */
+// @ts-ignore: decorator
+@inline function fold2(a: v128, b: v128): v128 {
+  return i32x4.add(i8x16.shuffle(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+}
+
+/** hsum4i's second step, from fold2(a, b) and fold2(c, d). */
+// @ts-ignore: decorator
+@inline function fold4(ab: v128, cd: v128): v128 {
   return i32x4.add(
     i8x16.shuffle(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
     i8x16.shuffle(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
@@ -925,14 +935,11 @@ export function matvecQ4_K(out: usize, xq: usize, xs: usize, xb: usize, w: usize
       const mHi = i8x16.shuffle(t01h, t23h, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
       // the eight sub-blocks written out, so that every shift and lane choice is a constant
       const ab = xq + (<usize>b << 9), sb = xs + (<usize>b << 5), bb = xb + (<usize>b << 5);
-      acc = stepQ4K(acc, 0, p0, p1, p2, p3, o, ab, sb, d, scLo);
-      acc = stepQ4K(acc, 1, p0, p1, p2, p3, o, ab, sb, d, scLo);
-      acc = stepQ4K(acc, 2, p0, p1, p2, p3, o, ab, sb, d, scLo);
-      acc = stepQ4K(acc, 3, p0, p1, p2, p3, o, ab, sb, d, scLo);
-      acc = stepQ4K(acc, 4, p0, p1, p2, p3, o, ab, sb, d, scHi);
-      acc = stepQ4K(acc, 5, p0, p1, p2, p3, o, ab, sb, d, scHi);
-      acc = stepQ4K(acc, 6, p0, p1, p2, p3, o, ab, sb, d, scHi);
-      acc = stepQ4K(acc, 7, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      // the four 32-byte chunks, each its two sub-blocks (low nibbles 2c, high 2c+1), in order
+      acc = pairQ4K(acc, 0, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = pairQ4K(acc, 1, p0, p1, p2, p3, o, ab, sb, d, scLo);
+      acc = pairQ4K(acc, 2, p0, p1, p2, p3, o, ab, sb, d, scHi);
+      acc = pairQ4K(acc, 3, p0, p1, p2, p3, o, ab, sb, d, scHi);
       mins = minsQ4K(mins, 0, sb, bb, dmin, mLo);
       mins = minsQ4K(mins, 1, sb, bb, dmin, mLo);
       mins = minsQ4K(mins, 2, sb, bb, dmin, mLo);
@@ -951,32 +958,62 @@ export function matvecQ4_K(out: usize, xq: usize, xs: usize, xb: usize, w: usize
   }
 }
 
+
+/** The low nibbles of the 32-byte Q4_K chunk at q (one sub-block) · the activation block at a: four i32 partial sums. */
+// @ts-ignore: decorator
+@inline function nibLo(q: usize, a: usize, m4: v128): v128 {
+  const qa = v128.load(q), qb = v128.load(q, 16);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.extend_low_i8x16_u(qa), m4), v128.load(a)), i32x4.dot_i16x8_s(v128.and(i16x8.extend_high_i8x16_u(qa), m4), v128.load(a, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.extend_low_i8x16_u(qb), m4), v128.load(a, 32)), i32x4.dot_i16x8_s(v128.and(i16x8.extend_high_i8x16_u(qb), m4), v128.load(a, 48))),
+  );
+}
+/** The high nibbles of the chunk at q (the next sub-block) · the activation block at a + 64 (a shift, no mask: the bytes were widened unsigned). */
+// @ts-ignore: decorator
+@inline function nibHi(q: usize, a: usize): v128 {
+  const qa = v128.load(q), qb = v128.load(q, 16);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(i16x8.extend_low_i8x16_u(qa), 4), v128.load(a, 64)), i32x4.dot_i16x8_s(i16x8.shr_u(i16x8.extend_high_i8x16_u(qa), 4), v128.load(a, 80))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(i16x8.extend_low_i8x16_u(qb), 4), v128.load(a, 96)), i32x4.dot_i16x8_s(i16x8.shr_u(i16x8.extend_high_i8x16_u(qb), 4), v128.load(a, 112))),
+  );
+}
+/**
+ * Q4_K chunk c (sub-blocks 2c and 2c+1: its low and high nibbles) of four rows' super-blocks at
+ * p0 … p3 (activation blocks from ab, their scales from sb): acc + f32(isum)·((d·sc)·xs) for
+ * sub-block 2c, then for 2c+1. Each row's two partial sums are folded with the next row's as soon
+ * as both exist (hsum4i in two steps), and a lane is stored after each pair of rows (`o`, as
+ * matvecQ4Q8), so that few sums are live at once. Measured (1 thread, 2048 columns, each build
+ * run 3 s first so that V8 has optimized it, then alternating; best of 200 in L2 / 3 from memory):
+ * 6.6 GB/s in L2 and 4.9–5.0 from memory, against 5.8 and 4.2–4.3 for a sub-block at a time;
+ * loading and widening each row's chunk once for both sub-blocks: 5.2 and 3.4–4.0.
+ */
+// @ts-ignore: decorator
+@inline function pairQ4K(acc: v128, c: i32, p0: usize, p1: usize, p2: usize, p3: usize, o: usize, ab: usize, sb: usize, d: v128, scs: v128): v128 {
+  const a = ab + (<usize>c << 7);
+  const qo = 16 + (<usize>c << 5);
+  const m4 = i16x8.splat(15);
+  const l01 = fold2(nibLo(p0 + qo, a, m4), nibLo(p1 + qo, a, m4));
+  store<i32>(o, i32x4.extract_lane(l01, 0));
+  const l23 = fold2(nibLo(p2 + qo, a, m4), nibLo(p3 + qo, a, m4));
+  store<i32>(o, i32x4.extract_lane(l23, 0));
+  const h01 = fold2(nibHi(p0 + qo, a), nibHi(p1 + qo, a));
+  store<i32>(o, i32x4.extract_lane(h01, 0));
+  const h23 = fold2(nibHi(p2 + qo, a), nibHi(p3 + qo, a));
+  const s = c << 1;
+  const sc0 = f32x4.mul(f32x4.mul(d, byteLanes(scs, s & 3)), f32x4.splat(load<f32>(sb + (<usize>s << 2))));
+  acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(fold4(l01, l23)), sc0));
+  const sc1 = f32x4.mul(f32x4.mul(d, byteLanes(scs, (s + 1) & 3)), f32x4.splat(load<f32>(sb + (<usize>(s + 1) << 2))));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(fold4(h01, h23)), sc1));
+}
+
+
+
 /** Byte `j` (0 … 3) of each i32 lane of v, as f32 lanes. */
 // @ts-ignore: decorator
 @inline function byteLanes(v: v128, j: i32): v128 {
   return f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, j << 3), i32x4.splat(0xff)));
 }
 
-/**
- * One Q4_K sub-block `s` (0 … 7) of four rows' super-blocks at p0 … p3 (activation blocks from ab,
- * their scales from sb): acc + f32(isum)·((d·sc)·xs). `o`: the store between rows (matvecQ4Q8).
- */
-// @ts-ignore: decorator
-@inline function stepQ4K(acc: v128, s: i32, p0: usize, p1: usize, p2: usize, p3: usize, o: usize, ab: usize, sb: usize, d: v128, scs: v128): v128 {
-  const a = ab + (<usize>s << 6);
-  const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
-  const qo = 16 + (<usize>(s >> 1) << 5);
-  const r0 = dotQ4K(p0 + qo, s & 1, a0, a1, a2, a3);
-  store<i32>(o, i32x4.extract_lane(r0, 0));
-  const r1 = dotQ4K(p1 + qo, s & 1, a0, a1, a2, a3);
-  store<i32>(o, i32x4.extract_lane(r1, 0));
-  const r2 = dotQ4K(p2 + qo, s & 1, a0, a1, a2, a3);
-  store<i32>(o, i32x4.extract_lane(r2, 0));
-  const r3 = dotQ4K(p3 + qo, s & 1, a0, a1, a2, a3);
-  const isum = hsum4i(r0, r1, r2, r3);
-  const sc = f32x4.mul(f32x4.mul(d, byteLanes(scs, s & 3)), f32x4.splat(load<f32>(sb + (<usize>s << 2))));
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
-}
 
 /** The mins of sub-block `s`: mins + (dmin·m)·(xs·bsum). */
 // @ts-ignore: decorator
@@ -1001,19 +1038,6 @@ export function matvecQ4_K(out: usize, xq: usize, xs: usize, xb: usize, w: usize
   return v128.or(low, i16x8.shr_u(v128.and(u, i8x16.splat(<i8>0xc0)), 2));
 }
 
-/** Sub-block 2c + k of a Q4_K chunk at p (32 bytes: low nibbles k = 0, high k = 1) · its activation block. */
-// @ts-ignore: decorator
-@inline function dotQ4K(p: usize, k: i32, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const qa = v128.load(p), qb = v128.load(p, 16);
-  const la = i16x8.extend_low_i8x16_u(qa), ha = i16x8.extend_high_i8x16_u(qa);
-  const lb = i16x8.extend_low_i8x16_u(qb), hb = i16x8.extend_high_i8x16_u(qb);
-  const m4 = i16x8.splat(15);
-  const sh = k << 2; // 0: the low nibble, 4: the high one
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(la, sh), m4), a0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(ha, sh), m4), a1)),
-    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(lb, sh), m4), a2), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(hb, sh), m4), a3)),
-  );
-}
 
 /**
  * Q6_K (210 B per 256 weights: u8 ql[128]; u8 qh[64]; i8 scales[16]; half d). Two halves of 128;
