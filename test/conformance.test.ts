@@ -29,6 +29,11 @@ import { COLD_MIN_BYTES, PANEL_MIN, wakeRule, type WasmBackend } from '../src/ba
 
 const MAX_WASM_PAGES = 65536; // the kernels declare a shared memory of at most 4 GiB
 import { nmse, readJsonl, seededRandom, shared, tempDir } from './helpers.js';
+import { startRule } from '../src/backend/wasm/pool.js';
+
+// products on several threads must really be split: dispatches wait for workers still starting
+// (by default the calling thread runs them alone until then; tested in conformance.test.ts)
+startRule.wait = true;
 
 const OTHERS = BACKEND_NAMES.filter((n): n is Exclude<BackendName, 'ref'> => n !== 'ref');
 
@@ -460,6 +465,32 @@ test('wasm: matvec on 3 threads equals 1 thread bit for bit, every weight type (
     const r = ref.vector(rows);
     ref.matvec(r, ref.vector(cols, x), ref.upload(m));
     check(t, `${type} ${rows}x${cols} on 3 threads`, Float32Array.from(ref.read(r)), one, type === 'Q4_0' ? Q4_0_BOUND : 5e-8);
+  }
+});
+
+// Until its workers have started, a pool's calling thread runs each dispatch alone (pool.ts,
+// startRule): the first products of a fresh 2-thread session, whether or not the workers are up
+// yet, equal 1 thread's bit for bit, and the workers are started.
+test('wasm: a fresh 2-thread backend runs its first dispatches without waiting for its workers, with 1 thread\'s results', (t) => {
+  startRule.wait = false;
+  t.after(() => void (startRule.wait = true));
+  const rnd = seededRandom(41);
+  const [rows, cols] = [1031, 1024]; // over MIN_PARALLEL_WEIGHTS
+  for (const type of ['f32', 'Q8_0', 'Q4_0']) {
+    const m = randomMatrix(type, rows, cols, rnd);
+    const x = randomArray(rnd, cols);
+    const run = (threads: number) => {
+      const be = createBackend('wasm', { maxCols: cols, weightBytes: 8 * rows * cols, threads }) as WasmBackend;
+      const w = be.upload(m);
+      const xv = be.vector(cols, x);
+      const outs = Array.from({ length: 5 }, () => be.vector(rows));
+      for (const out of outs) be.matvec(out, xv, w); // the first ones before the worker is up
+      return { outs: outs.map((o) => Float32Array.from(be.read(o))), started: be.threadsStarted };
+    };
+    const one = run(1).outs[0]!;
+    const two = run(2);
+    assert.ok(two.started, `${type}: the workers were started`);
+    for (const o of two.outs) assert.deepEqual(o, one, type);
   }
 });
 

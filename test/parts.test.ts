@@ -14,6 +14,11 @@ import { PART_CAPACITY, partCapacity, partOf, planParts, WasmPlacement } from '.
 import type { Matrix } from '../src/model/tensor.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { readJsonl, shared } from './helpers.js';
+import { startRule } from '../src/backend/wasm/pool.js';
+
+// products on several threads must really be split: dispatches wait for workers still starting
+// (by default the calling thread runs them alone until then; tested in conformance.test.ts)
+startRule.wait = true;
 
 const dataOf = (m: Matrix) => (m.type === 'q8' ? m.q : m.data);
 

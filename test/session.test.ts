@@ -6,6 +6,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ContextOverflowError, InvalidArgumentError, kvCacheBytes, loadModel, randomModel, Session, Tokenizer, generate, type Model } from '../src/index.js';
 import { nmse, shared } from './helpers.js';
+import { startRule } from '../src/backend/wasm/pool.js';
+
+// products on several threads must really be split: dispatches wait for workers still starting
+// (by default the calling thread runs them alone until then; tested in conformance.test.ts)
+startRule.wait = true;
 
 test('forward refuses tokens outside the vocabulary and positions outside the cache', (t) => {
   const ckpt = shared(t, 'models/stories260K.bin');

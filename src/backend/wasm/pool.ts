@@ -23,8 +23,9 @@
  * (its regrouped rows' groups), and every output element is computed by the same kernel over the
  * same row whichever thread runs it: results are bit-identical for any number of threads.
  *
- * Workers are unref'd (they never keep the process alive) and terminated when their backend is
- * garbage-collected.
+ * Until every worker has entered its loop (READY), the calling thread runs each dispatch alone
+ * instead of waiting for their start. Workers are unref'd (they never keep the process alive)
+ * and terminated when their backend is garbage-collected.
  */
 import { Worker } from 'node:worker_threads';
 import type { Kernels, WasmMemory } from './loader.js';
@@ -38,6 +39,7 @@ const DONE = 1; // workers finished with this generation
 const SLEEPING = 2; // workers in Atomics.wait on GEN
 const COUNT = 3; // products in this job
 const STOP = 4; // 1: workers exit
+const READY = 5; // workers that have entered their job loop
 const JOBS = 8;
 const FIELDS = 13; // kernel, out, xq, xs, xb, w, s, rows, cols, gs, rowBytes, nb, x8rows
 export const MAX_PRODUCTS = 4;
@@ -55,6 +57,12 @@ const CLAIMED: ReadonlySet<number> = new Set([KERNEL.pF32, KERNEL.pF16, KERNEL.p
 const EIGHTS: ReadonlySet<number> = new Set([KERNEL.Q4_0, KERNEL.mmQ4_0, KERNEL.pQ4_0, KERNEL.Q8_0, KERNEL.mmQ8_0, KERNEL.pQ8_0]);
 /** Chunks per thread of a claimed product. */
 const CHUNKS_PER_THREAD = 4;
+
+/**
+ * `wait`: a dispatch waits for workers still starting instead of running alone (tests that
+ * compare thread counts set it, so that their products really are split).
+ */
+export const startRule = { wait: false };
 
 /** How long a thread spins on a shared counter before it sleeps (µs). */
 export const SPIN_US = 200;
@@ -173,6 +181,7 @@ function readProduct(ctl: Int32Array, i: number): Product {
 /** The worker's loop (worker.ts): wait for a generation, run its rows, report, forever. */
 export function workerLoop(k: Kernels, ctl: Int32Array, index: number, nThreads: number): void {
   let seen = 0; // the pool starts at generation 0; a job posted before this thread ran is not missed
+  Atomics.add(ctl, READY, 1);
   for (;;) {
     waitWhile(ctl, GEN, seen, true);
     seen = Atomics.load(ctl, GEN);
@@ -216,6 +225,14 @@ export class ThreadPool {
   run(products: readonly Product[]): void {
     const { ctl } = this;
     if (products.length > MAX_PRODUCTS) throw new Error(`internal: ${products.length} products in one dispatch`);
+    // until every worker has started, this thread runs the whole dispatch itself rather than wait:
+    // a worker's start (its isolate, its modules, the kernels' instance) took ~100 ms here, and
+    // a session's first token on 2 threads waited for it (stories110M Q8_0: 112–125 ms against
+    // 13–21 ms on 1 thread). Every row is computed by the same kernel either way.
+    if (!startRule.wait && Atomics.load(ctl, READY) < this.nThreads - 1) {
+      for (const p of products) runRows(this.k, p, 0, p.rows, 0);
+      return;
+    }
     products.forEach((p, i) => {
       const o = JOBS + i * FIELDS;
       ctl[o] = p.kernel; ctl[o + 1] = p.out; ctl[o + 2] = p.xq; ctl[o + 3] = p.xs; ctl[o + 4] = p.xb;
