@@ -564,7 +564,8 @@ function groupsQ8x8(out: usize, xq: usize, xs: usize, w: usize, groups: i32, nb:
     while (sp < end) {
       // the sixteen pieces written out, a lane stored after every four (as groupsQ4x8: without
       // the stores V8 issues the block's loads first and they spill; measured 0.8× the speed,
-      // and with a store after every one or two pieces 0.9×)
+      // and with a store after every one or two pieces 0.9×; a loop over four quarters of four
+      // pieces: 0.94×)
       let s0 = i32x4.splat(0), s1 = i32x4.splat(0), c: v128;
     c = v128.load32_splat(a, 0);
     s0 = i32x4.add(s0, i32x4.dot_i16x8_s(v128.load8x8_s(p, 16), c));
@@ -677,10 +678,7 @@ export function repackQ8_0x8(w: usize, rows: i32, cols: i32, tmp: usize): i32 {
     let bad = i16x8.splat(0);
     for (let b = 0; b < nb; b++) {
       const s = r0 + <usize>b * 34, o = tmp + <usize>b * 272;
-      // the scales gathered in general registers, one store (see regroup8)
-      const lo = <u64>load<u16>(s) | (<u64>load<u16>(s + rowBytes) << 16) | (<u64>load<u16>(s + 2 * rowBytes) << 32) | (<u64>load<u16>(s + 3 * rowBytes) << 48);
-      const hi = <u64>load<u16>(s + 4 * rowBytes) | (<u64>load<u16>(s + 5 * rowBytes) << 16) | (<u64>load<u16>(s + 6 * rowBytes) << 32) | (<u64>load<u16>(s + 7 * rowBytes) << 48);
-      const d = i64x2.replace_lane(i64x2.splat(lo), 1, hi);
+      const d = scales8(s, rowBytes);
       v128.store(o, d);
       bad = v128.or(bad, i16x8.eq(v128.and(d, e), e));
       // row r's pairs 0–7 (then 8–15) as the eight lanes of one vector, transposed: piece j holds lane j of each row
@@ -819,6 +817,19 @@ export function matvecQ4_0(out: usize, xc: usize, xq: usize, xs: usize, xb: usiz
 }
 
 /**
+ * The eight halves at p, p + rowBytes, … p + 7·rowBytes (eight rows' block scales) as one v128,
+ * gathered in general registers: eight 2-byte stores, read back by the 16-byte moves of the
+ * repacks, stall store forwarding, and eight lane inserts into one v128 are a chain of dependent
+ * shuffles (measured in cache for repackQ4_0x8: 7.8, 9.7 and then 14 GB/s).
+ */
+// @ts-ignore: decorator
+@inline function scales8(p: usize, rowBytes: usize): v128 {
+  const lo = <u64>load<u16>(p) | (<u64>load<u16>(p + rowBytes) << 16) | (<u64>load<u16>(p + 2 * rowBytes) << 32) | (<u64>load<u16>(p + 3 * rowBytes) << 48);
+  const hi = <u64>load<u16>(p + 4 * rowBytes) | (<u64>load<u16>(p + 5 * rowBytes) << 16) | (<u64>load<u16>(p + 6 * rowBytes) << 32) | (<u64>load<u16>(p + 7 * rowBytes) << 48);
+  return i64x2.replace_lane(i64x2.splat(lo), 1, hi);
+}
+
+/**
  * Eight rows of nb Q4_0 blocks from r0 on (rowBytes apart) regrouped into dst (one group, 144·nb
  * bytes), as matvecQ4_0 reads them; 1 when one of their scales is inf or NaN, else 0.
  */
@@ -829,12 +840,7 @@ export function matvecQ4_0(out: usize, xc: usize, xq: usize, xs: usize, xb: usiz
   let bad = i16x8.splat(0);
   for (let b = 0; b < nb; b++) {
     const s = r0 + <usize>b * 18, o = dst + <usize>b * 144;
-    // the scales gathered into one store in general registers: eight 2-byte stores, read back by
-    // the 16-byte moves of repackQ4_0x8, stall store forwarding, and eight lane inserts into one
-    // v128 are a chain of dependent shuffles (measured in cache: 7.8, 9.7 and now 14 GB/s)
-    const lo = <u64>load<u16>(s) | (<u64>load<u16>(s + rowBytes) << 16) | (<u64>load<u16>(s + 2 * rowBytes) << 32) | (<u64>load<u16>(s + 3 * rowBytes) << 48);
-    const hi = <u64>load<u16>(s + 4 * rowBytes) | (<u64>load<u16>(s + 5 * rowBytes) << 16) | (<u64>load<u16>(s + 6 * rowBytes) << 32) | (<u64>load<u16>(s + 7 * rowBytes) << 48);
-    const d = i64x2.replace_lane(i64x2.splat(lo), 1, hi);
+    const d = scales8(s, rowBytes);
     v128.store(o, d);
     bad = v128.or(bad, i16x8.eq(v128.and(d, e), e));
     for (let h = 0; h < 2; h++) {
@@ -2035,6 +2041,13 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   }
 }
 
+/** The halves at p0 … p3 (four rows' block scales) as f32 at d, d + 4, d + 8, d + 12. */
+// @ts-ignore: decorator
+@inline function scales4(d: usize, p0: usize, p1: usize, p2: usize, p3: usize): void {
+  store<f32>(d, h2f(<u32>load<u16>(p0))); store<f32>(d, h2f(<u32>load<u16>(p1)), 4);
+  store<f32>(d, h2f(<u32>load<u16>(p2)), 8); store<f32>(d, h2f(<u32>load<u16>(p3)), 12);
+}
+
 /** One Q8_0 / Q4_0 block at p as int16 (Q4_0: q − 8): its chunk c (8 weights) of 4. */
 // @ts-ignore: decorator
 @inline function blockChunk(p: usize, c: i32, q4: bool): v128 {
@@ -2052,8 +2065,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   const bb: usize = q4 ? 18 : 34;
   for (let b = 0; b < nb; b++) {
     const o = <usize>b * bb, q = dst + (<usize>b << 8), d = ds + (<usize>b << 4);
-    store<f32>(d, h2f(<u32>load<u16>(s0 + o))); store<f32>(d, h2f(<u32>load<u16>(s1 + o)), 4);
-    store<f32>(d, h2f(<u32>load<u16>(s2 + o)), 8); store<f32>(d, h2f(<u32>load<u16>(s3 + o)), 12);
+    scales4(d, s0 + o, s1 + o, s2 + o, s3 + o);
     for (let c = 0; c < 4; c++) {
       storeT4(q + (<usize>c << 6), blockChunk(s0 + o, c, q4), blockChunk(s1 + o, c, q4), blockChunk(s2 + o, c, q4), blockChunk(s3 + o, c, q4));
     }
@@ -2071,8 +2083,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   for (let b = 0; b < nb; b++) {
     const o = p + <usize>b * 144, q = dst + (<usize>b << 8), d = ds + (<usize>b << 4);
     const sc = o + (<usize>h << 3); // rows 4h … 4h+3's scales
-    store<f32>(d, h2f(<u32>load<u16>(sc))); store<f32>(d, h2f(<u32>load<u16>(sc, 2)), 4);
-    store<f32>(d, h2f(<u32>load<u16>(sc, 4)), 8); store<f32>(d, h2f(<u32>load<u16>(sc, 6)), 12);
+    scales4(d, sc, sc + 2, sc + 4, sc + 6);
     for (let c = 0; c < 4; c++) {
       const piece = o + 16 + (<usize>(c & 1) << 6) + (<usize>h << 4); // row 4h's piece 2(c & 1)
       storeT4(q + (<usize>c << 6), x8Chunk(piece, c, flip), x8Chunk(piece + 4, c, flip), x8Chunk(piece + 8, c, flip), x8Chunk(piece + 12, c, flip));
@@ -2089,8 +2100,7 @@ export function quantizePanels(xp: usize, xs: usize, tmp: usize, xTab: usize, nv
   for (let b = 0; b < nb; b++) {
     const o = p + <usize>b * 272, q = dst + (<usize>b << 8), d = ds + (<usize>b << 4);
     const sc = o + (<usize>h << 3); // rows 4h … 4h+3's scales
-    store<f32>(d, h2f(<u32>load<u16>(sc))); store<f32>(d, h2f(<u32>load<u16>(sc, 2)), 4);
-    store<f32>(d, h2f(<u32>load<u16>(sc, 4)), 8); store<f32>(d, h2f(<u32>load<u16>(sc, 6)), 12);
+    scales4(d, sc, sc + 2, sc + 4, sc + 6);
     const src = o + 16 + (<usize>h << 3);
     for (let j: usize = 0; j < 16; j++) v128.store(q + (j << 4), v128.load8x8_s(src + (j << 4)));
   }
@@ -2146,18 +2156,23 @@ function quantizePanelsQ4r(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i3
   }
 }
 
+/** Four rows' 16 quant bytes a … d as nibble quads (storeT4): the low nibbles at lo, the high ones at hi. */
+// @ts-ignore: decorator
+@inline function nibbleQuads(lo: usize, hi: usize, a: v128, b: v128, c: v128, d: v128, m4: v128): void {
+  storeT4(lo, v128.and(a, m4), v128.and(b, m4), v128.and(c, m4), v128.and(d, m4));
+  storeT4(hi, v128.and(i16x8.shr_u(a, 4), m4), v128.and(i16x8.shr_u(b, 4), m4), v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(d, 4), m4));
+}
+
 /** Four Q4_0 rows in ggml's layout (nb blocks) as nibble quads (layout above), scales as f32. */
 // @ts-ignore: decorator
 @inline function nibblesQ4_0(dst: usize, ds: usize, s0: usize, s1: usize, s2: usize, s3: usize, nb: i32): void {
   const m4 = i8x16.splat(15);
   for (let b = 0; b < nb; b++) {
     const o = <usize>b * 18, q = dst + (<usize>b << 7), d = ds + (<usize>b << 4);
-    store<f32>(d, h2f(<u32>load<u16>(s0 + o))); store<f32>(d, h2f(<u32>load<u16>(s1 + o)), 4);
-    store<f32>(d, h2f(<u32>load<u16>(s2 + o)), 8); store<f32>(d, h2f(<u32>load<u16>(s3 + o)), 12);
+    scales4(d, s0 + o, s1 + o, s2 + o, s3 + o);
     const a = v128.load(s0 + o + 2), e = v128.load(s1 + o + 2), c = v128.load(s2 + o + 2), f = v128.load(s3 + o + 2);
     // quads 0 … 3: the low nibbles (weights 0 … 15); quads 4 … 7: the high ones (16 … 31)
-    storeT4(q, v128.and(a, m4), v128.and(e, m4), v128.and(c, m4), v128.and(f, m4));
-    storeT4(q + 64, v128.and(i16x8.shr_u(a, 4), m4), v128.and(i16x8.shr_u(e, 4), m4), v128.and(i16x8.shr_u(c, 4), m4), v128.and(i16x8.shr_u(f, 4), m4));
+    nibbleQuads(q, q + 64, a, e, c, f, m4);
   }
 }
 
@@ -2172,8 +2187,7 @@ function quantizePanelsQ4r(xp: usize, xs: usize, tmp: usize, xTab: usize, nv: i3
   for (let b = 0; b < nb; b++) {
     const o = p + <usize>b * 144, q = dst + (<usize>b << 7), d = ds + (<usize>b << 4);
     const sc = o + (<usize>h << 3);
-    store<f32>(d, h2f(<u32>load<u16>(sc))); store<f32>(d, h2f(<u32>load<u16>(sc, 2)), 4);
-    store<f32>(d, h2f(<u32>load<u16>(sc, 4)), 8); store<f32>(d, h2f(<u32>load<u16>(sc, 6)), 12);
+    scales4(d, sc, sc + 2, sc + 4, sc + 6);
     for (let t = 0; t < 4; t++) {
       const v = v128.xor(v128.load(o + 16 + (<usize>t << 5) + (<usize>h << 4)), flip);
       v128.store(q + (<usize>t << 4), v128.and(v, m4));
@@ -2261,8 +2275,7 @@ const ONES16 = memory.data<i32>([0x00010001, 0x00010001, 0x00010001, 0x00010001]
         const at = o + 16 + (<usize>c << 5) + (<usize>h << 4);
         const a = v128.load(s0 + at), e = v128.load(s1 + at), f = v128.load(s2 + at), g = v128.load(s3 + at);
         const lo = dst + (<usize>((b << 3) + 2 * c) << 7) + (<usize>h << 6);
-        storeT4(lo, v128.and(a, m4), v128.and(e, m4), v128.and(f, m4), v128.and(g, m4));
-        storeT4(lo + 128, v128.and(i16x8.shr_u(a, 4), m4), v128.and(i16x8.shr_u(e, 4), m4), v128.and(i16x8.shr_u(f, 4), m4), v128.and(i16x8.shr_u(g, 4), m4));
+        nibbleQuads(lo, lo + 128, a, e, f, g, m4);
       }
     }
   }

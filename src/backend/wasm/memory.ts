@@ -211,7 +211,7 @@ export class WasmPlacement implements Placement {
       return;
     }
     this.regrouping.delete(m);
-    if (ok && m.rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * m.rowBytes, ((m.rows - x8rows) * m.cols) / 32, m.rowBytes / (m.cols / 32)) !== 0) {
+    if (ok && tailSpecials(part, ptr, m.rows, m.cols, m.rowBytes)) {
       regroupRows(part, m.ggmlType, ptr, x8rows, m.cols, m.rowBytes, 'ungroup');
       ok = false;
     }
@@ -242,6 +242,12 @@ function regroupRows(part: Part, type: number, ptr: number, rows: number, cols: 
   }
 }
 
+/** Whether the rows after the last whole eight (left in ggml's layout) hold an inf or NaN block scale. */
+function tailSpecials(part: Part, ptr: number, rows: number, cols: number, rowBytes: number): boolean {
+  const x8rows = rows & ~7;
+  return rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * rowBytes, ((rows - x8rows) * cols) / 32, rowBytes / (cols / 32)) !== 0;
+}
+
 /**
  * Regroup the Q4_0 or Q8_0 (`type`) matrix at `ptr` in `part` in eights of rows, in place, for the
  * wasm kernels (asm/kernels.ts `repackQ4_0x8`, `repackQ8_0x8`; the last rows % 8 stay as they
@@ -251,6 +257,6 @@ function regroupRows(part: Part, type: number, ptr: number, rows: number, cols: 
 export function regroup(part: Part, type: number, ptr: number, rows: number, cols: number, rowBytes: number): boolean {
   const x8rows = rows & ~7;
   if (x8rows === 0) return false;
-  if (rows > x8rows && part.kernels.blockScaleSpecials(ptr + x8rows * rowBytes, ((rows - x8rows) * cols) / 32, rowBytes / (cols / 32)) !== 0) return false;
+  if (tailSpecials(part, ptr, rows, cols, rowBytes)) return false;
   return regroupRows(part, type, ptr, x8rows, cols, rowBytes, 'regroup');
 }

@@ -20,7 +20,7 @@
  * 25–35 µs, so workers spin for SPIN_US after each job before they sleep: between the products of
  * one token they stay awake; between tokens of an idle session, or when another process holds
  * the core, they sleep rather than burn it. Rows are split (or claimed) at multiples of 8 for Q4_0
- * (its regrouped rows' groups), and every output element is computed by the same kernel over the
+ * and Q8_0 (their regrouped rows' groups), and every output element is computed by the same kernel over the
  * same row whichever thread runs it: results are bit-identical for any number of threads.
  *
  * Until every worker has entered its loop (READY), the calling thread runs each dispatch alone
@@ -150,7 +150,7 @@ export function share(rows: number, t: number, n: number, kernel = -1): [number,
   return [at(t), at(t + 1)];
 }
 
-/** Rows per claimed chunk: a multiple of 8 rows (Q4_0's groups, whole tiles), or 1 head. */
+/** Rows per claimed chunk: a multiple of 8 rows (Q4_0's and Q8_0's groups, whole tiles), or 1 head. */
 function chunkRows(p: Product, n: number): number {
   const a = p.kernel === KERNEL.attnPanels ? 1 : 8;
   return Math.max(a, Math.ceil(p.rows / (n * CHUNKS_PER_THREAD) / a) * a);
